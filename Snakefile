@@ -1,0 +1,24 @@
+# lagnh-pipeline: the LAGNH hashing experiment as cached stages. Table of contents only:
+# the logic is in rules/common.smk and the pipeline/ package.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/features.smk"
+include: "rules/auxiliary.smk"
+include: "rules/train.smk"
+include: "rules/encode.smk"
+include: "rules/evaluate.smk"
+include: "rules/plots.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_targets(),

@@ -1,0 +1,1 @@
+"""Object detectors that turn images into auxiliary semantics (COCO results format)."""

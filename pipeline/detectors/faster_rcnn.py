@@ -1,0 +1,235 @@
+"""MS COCO auxiliary semantics (paper §4.2): torchvision's COCO-trained Faster R-CNN.
+
+:func:`detect` runs ``torchvision.models.detection.fasterrcnn_resnet50_fpn`` (ResNet-50 FPN,
+``weights=cfg["weights"]``, default ``"DEFAULT"`` = ``COCO_V1``) on every image and returns COCO
+results (``image_id``, ``category_id``, ``bbox`` [x, y, w, h] in pixels, ``score``) for all
+detections scoring at least ``score_floor``; the auxiliary stage thresholds them later.
+
+Label mapping. The detector predicts an index into its weights' ``meta["categories"]``: 91
+entries, ``__background__`` at 0 and ``N/A`` at the ten category ids COCO never used, so entry
+*i* is named like COCO category id *i*. :func:`label_to_coco_id` matches those names against
+MS COCO 2017's ``(id, name)`` table (:data:`pipeline.datasets.coco.COCO2017_CATEGORIES`)
+rather than assuming the identity, and drops background / ``N/A`` predictions. The contiguous
+0..79 label columns are the ascending category ids (:func:`coco_id_to_column`), exactly as
+:func:`pipeline.datasets.coco.load_coco_labels` builds the ground truth.
+
+Config keys (``detector``): ``weights`` ("DEFAULT" | "COCO_V1" | null), ``checkpoint`` (a local
+copy of torchvision's COCO weights file, for machines without internet; overrides ``weights``),
+``weights_backbone`` (only with ``weights: null``; default null), ``score_floor`` (0.05),
+``batch_size`` (4), ``num_workers`` (2), ``min_size`` / ``max_size`` (torchvision's 800 / 1333),
+``detections_per_img`` (100).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from pipeline.datasets.coco import COCO2017_CATEGORIES
+
+log = logging.getLogger("pipeline.detectors.faster_rcnn")
+
+DEFAULTS: dict[str, Any] = {
+    "weights": "DEFAULT",
+    "checkpoint": None,
+    "weights_backbone": None,
+    "score_floor": 0.05,
+    "batch_size": 4,
+    "num_workers": 2,
+    "min_size": 800,
+    "max_size": 1333,
+    "detections_per_img": 100,
+}
+
+
+#: keys whose ``null`` means "none" rather than "use the default"
+_NULLABLE = ("weights", "checkpoint", "weights_backbone")
+
+
+def _merged(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` over :data:`DEFAULTS`; ``null`` keeps the default except for :data:`_NULLABLE`."""
+    return {**DEFAULTS, **{k: v for k, v in cfg.items() if v is not None or k in _NULLABLE}}
+
+
+def detector_categories(weights: Any = None) -> list[str]:
+    """Category names indexed by the detector's label (the COCO_V1 list when ``weights`` is
+    ``None``: the label space of torchvision's COCO detectors)."""
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+
+    w = weights if weights is not None else FasterRCNN_ResNet50_FPN_Weights.COCO_V1
+    return list(w.meta["categories"])
+
+
+def label_to_coco_id(categories: Sequence[str],
+                     coco_categories: Sequence[tuple[int, str]] = COCO2017_CATEGORIES
+                     ) -> dict[int, int]:
+    """Detector label index → COCO category id, matched by name.
+
+    Background, ``N/A`` and names that are not COCO categories are left out (such predictions
+    are dropped). Raises ``ValueError`` when a COCO category has no detector label.
+    """
+    by_name = {name: cid for cid, name in coco_categories}
+    mapping = {i: by_name[n] for i, n in enumerate(categories) if n in by_name}
+    lacking = sorted(set(by_name) - {categories[i] for i in mapping})
+    if lacking:
+        raise ValueError(f"the detector's categories lack COCO classes {lacking}; use "
+                         "COCO-trained weights")
+    if any(i != cid for i, cid in mapping.items()):
+        log.info("detector labels are not COCO ids; mapped by name")
+    return mapping
+
+
+def coco_id_to_column(category_ids: Sequence[int] | None = None) -> dict[int, int]:
+    """COCO category id → contiguous label column (ascending id: person 1 → 0 … toothbrush
+    90 → 79)."""
+    ids = sorted(category_ids) if category_ids is not None else \
+        [cid for cid, _ in COCO2017_CATEGORIES]
+    return {cid: j for j, cid in enumerate(ids)}
+
+
+def _resolve_weights(name: Any) -> Any:
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights as W
+
+    if name is None or (isinstance(name, str) and name.lower() in ("", "none", "null")):
+        return None
+    if isinstance(name, W):
+        return name
+    try:
+        return W[str(name)] if str(name) != "DEFAULT" else W.DEFAULT
+    except KeyError:
+        raise ValueError(f"detector.weights '{name}' unknown; use DEFAULT, "
+                         f"{', '.join(w.name for w in W)} or null") from None
+
+
+def _resolve_backbone(name: Any) -> Any:
+    from torchvision.models import ResNet50_Weights
+
+    if name is None or (isinstance(name, str) and name.lower() in ("", "none", "null")):
+        return None
+    return ResNet50_Weights.DEFAULT if name == "DEFAULT" else ResNet50_Weights[str(name)]
+
+
+def build_model(cfg: dict[str, Any]) -> tuple[torch.nn.Module, list[str]]:
+    """The detector in eval mode and its category names (see the module docstring's keys)."""
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    c = _merged(cfg)
+    weights = None if c["checkpoint"] else _resolve_weights(c["weights"])
+    backbone = _resolve_backbone(c["weights_backbone"]) if weights is None else None
+    model = fasterrcnn_resnet50_fpn(
+        weights=weights, weights_backbone=backbone,
+        box_score_thresh=float(c["score_floor"]), min_size=int(c["min_size"]),
+        max_size=int(c["max_size"]), box_detections_per_img=int(c["detections_per_img"]))
+    if c["checkpoint"]:
+        state = torch.load(c["checkpoint"], map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+        log.info("loaded detector weights from %s", c["checkpoint"])
+    elif weights is None:
+        log.warning("Faster R-CNN without COCO weights (weights: null): its detections are "
+                    "meaningless; use this only to test the code path")
+    return model.eval(), detector_categories(weights)
+
+
+class _Images(torch.utils.data.Dataset):
+    """Decoded RGB images as float tensors (3, H, W) in [0, 1], or the error text."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | str]:
+        try:
+            with Image.open(self.paths[i]) as im:
+                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            return i, f"{type(e).__name__}: {e}"
+        return i, torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def _collate(batch: list[tuple[int, torch.Tensor | str]]) -> list[tuple[int, torch.Tensor | str]]:
+    return batch
+
+
+def _device(device: str) -> torch.device:
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        log.warning("device '%s' requested but CUDA is not available; running on CPU", device)
+        return torch.device("cpu")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def detect(image_paths: list[str], ids: np.ndarray, cfg: dict[str, Any],
+           device: str = "cpu") -> tuple[list[dict[str, Any]], list[int]]:
+    """Run the detector on every image; return (COCO results, ids of unreadable images).
+
+    Args:
+        image_paths: image files, one per id.
+        ids: image ids written as ``image_id``.
+        cfg: detector config (module docstring); ``score_floor`` keeps detections with
+            score ≥ floor.
+        device: ``cuda[:n]`` (batches of ``batch_size`` images), ``cpu`` or ``auto``; CUDA
+            requested without a GPU falls back to the CPU with a warning.
+
+    Returns:
+        Detections ``{"image_id", "category_id" (COCO sparse id), "bbox" [x, y, w, h],
+        "score"}`` in image order, best first within an image; and the ids of images that
+        could not be decoded (warned, no detections).
+    """
+    ids = np.asarray(ids)
+    if len(ids) != len(image_paths):
+        raise ValueError(f"detect: {len(image_paths)} paths but {len(ids)} ids")
+    c = _merged(cfg)
+    floor = float(c["score_floor"])
+    dev = _device(device)
+    model, categories = build_model(c)
+    model.to(dev)
+    to_coco = label_to_coco_id(categories)
+    loader = torch.utils.data.DataLoader(
+        _Images(image_paths), batch_size=max(1, int(c["batch_size"])), shuffle=False,
+        num_workers=int(c["num_workers"]), collate_fn=_collate,
+        pin_memory=dev.type == "cuda")
+    dets: list[dict[str, Any]] = []
+    skipped: list[int] = []
+    dropped = 0
+    bar = tqdm(total=len(image_paths), desc="faster r-cnn", unit="img", mininterval=2)
+    with torch.inference_mode():
+        for batch in loader:
+            good = [(i, t) for i, t in batch if isinstance(t, torch.Tensor)]
+            for i, t in batch:
+                if not isinstance(t, torch.Tensor):
+                    log.warning("skipping unreadable image %s (%s)", image_paths[i], t)
+                    skipped.append(int(ids[i]))
+            if good:
+                outputs = model([t.to(dev, non_blocking=True) for _, t in good])
+                for (i, _), out in zip(good, outputs, strict=True):
+                    boxes = out["boxes"].float().cpu().numpy()
+                    scores = out["scores"].float().cpu().numpy()
+                    labels = out["labels"].cpu().numpy()
+                    for box, score, label in zip(boxes, scores, labels, strict=True):
+                        cid = to_coco.get(int(label))
+                        if cid is None:
+                            dropped += 1
+                            continue
+                        if score < floor:
+                            continue
+                        x1, y1, x2, y2 = (float(v) for v in box)
+                        dets.append({"image_id": int(ids[i]), "category_id": cid,
+                                     "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2),
+                                              round(y2 - y1, 2)],
+                                     "score": round(float(score), 5)})
+            bar.update(len(batch))
+    bar.close()
+    if dropped:
+        log.info("dropped %d detections of background / N/A labels", dropped)
+    if skipped:
+        log.warning("%d of %d images could not be read", len(skipped), len(image_paths))
+    return dets, skipped

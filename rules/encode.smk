@@ -1,0 +1,25 @@
+# Packed hash codes of the query and retrieval images.
+
+
+rule encode:
+    input:
+        model="results/{dataset}/models/{method}_{bits}.pt",
+        split="results/{dataset}/split.h5",
+        features="results/{dataset}/features.h5",
+        aux="results/{dataset}/aux.h5",
+    output:
+        "results/{dataset}/codes/{method}_{bits}.h5",
+    threads: 2
+    log:
+        "logs/encode/{dataset}_{method}_{bits}.log",
+    benchmark:
+        "benchmarks/encode/{dataset}_{method}_{bits}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=8000,
+        gpu=gpu_count,
+    shell:
+        "python -m pipeline.encode --model {input.model} --split {input.split} "
+        "--features {input.features} --aux {input.aux} --threads {threads} "
+        "--out {output} 2> {log}"

@@ -1,0 +1,65 @@
+# MAP@K, topK-precision and PR-within-radius per codes file; the table of all methods x bits.
+
+
+rule evaluate:
+    input:
+        split="results/{dataset}/split.h5",
+        codes="results/{dataset}/codes/{method}_{bits}.h5",
+    output:
+        "results/{dataset}/eval/{method}_{bits}.json",
+    params:
+        topk=eval_option("topk"),
+        zero_hit=eval_option("zero_hit"),
+    log:
+        "logs/evaluate/{dataset}_{method}_{bits}.log",
+    benchmark:
+        "benchmarks/evaluate/{dataset}_{method}_{bits}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        mem_mb=4000,
+    shell:
+        "python -m pipeline.evaluate --split {input.split} --codes {input.codes} "
+        "--topk {params.topk} --zero-hit {params.zero_hit} --out {output} 2> {log}"
+
+
+rule evaluate_float:
+    input:
+        split="results/{dataset}/split.h5",
+        features="results/{dataset}/features.h5",
+    output:
+        "results/{dataset}/eval/float.json",
+    params:
+        topk=eval_option("topk"),
+        zero_hit=eval_option("zero_hit"),
+    log:
+        "logs/evaluate/{dataset}_float.log",
+    benchmark:
+        "benchmarks/evaluate/{dataset}_float.tsv"
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        mem_mb=8000,
+    shell:
+        "python -m pipeline.evaluate --split {input.split} --features {input.features} "
+        "--method-name float --topk {params.topk} --zero-hit {params.zero_hit} "
+        "--out {output} 2> {log}"
+
+
+rule report:
+    input:
+        evals=eval_jsons,
+        plots=plot_files,
+    output:
+        map_csv="results/{dataset}_map.csv",
+        pk_csv="results/{dataset}_topk_precision.csv",
+        table="results/{dataset}_table.md",
+    log:
+        "logs/report/{dataset}.log",
+    benchmark:
+        "benchmarks/report/{dataset}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "python -m pipeline.report --dataset {wildcards.dataset} --inputs {input.evals} "
+        "--map-csv {output.map_csv} --pk-csv {output.pk_csv} --table-md {output.table} 2> {log}"

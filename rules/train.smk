@@ -1,0 +1,30 @@
+# One model per method and code length, trained on the train split.
+
+
+rule train:
+    input:
+        split="results/{dataset}/split.h5",
+        features="results/{dataset}/features.h5",
+        aux="results/{dataset}/aux.h5",
+    output:
+        model="results/{dataset}/models/{method}_{bits}.pt",
+        history="results/{dataset}/models/{method}_{bits}_history.csv",
+    params:
+        impl=method_impl,
+        hp=method_params,
+        seed=dataset_seed,
+    threads: 2
+    log:
+        "logs/train/{dataset}_{method}_{bits}.log",
+    benchmark:
+        "benchmarks/train/{dataset}_{method}_{bits}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=8000,
+        gpu=gpu_count,
+    shell:
+        "python -m pipeline.train --method {wildcards.method} --impl {params.impl} "
+        "--bits {wildcards.bits} --split {input.split} --features {input.features} "
+        "--aux {input.aux} --params-json {params.hp:q} --seed {params.seed} "
+        "--threads {threads} --out {output.model} --history {output.history} 2> {log}"

@@ -1,0 +1,242 @@
+"""Download (resume, retries, checksum) and zip extraction against a local HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.datasets import download as dl
+
+
+def make_zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+MEMBERS = {"annotations/a.json": b'{"x": 1}' * 50, "annotations/b.json": b"[]",
+           "images/0001.jpg": bytes(range(256)) * 400}
+PAYLOAD = make_zip(MEMBERS)
+
+
+class Server:
+    """A 127.0.0.1 HTTP server for ``files`` that honours ``Range`` and can misbehave:
+    ``cut_first`` sends only half of the first full response and drops the connection;
+    ``ignore_range`` answers every request with the whole file (status 200)."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.cut_first = False
+        self.ignore_range = False
+        self.requests: list[dict[str, str | None]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # keep pytest output quiet
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                rng = self.headers.get("Range")
+                server.requests.append({"path": self.path, "range": rng})
+                data = server.files.get(self.path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                if rng and not server.ignore_range:
+                    start = int(rng.split("=")[1].split("-")[0])
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range",
+                                     f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.cut_first and start == 0:
+                    server.cut_first = False
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    srv = Server({"/data.zip": PAYLOAD})
+    srv.thread.start()
+    try:
+        yield srv
+    finally:
+        srv.httpd.shutdown()
+        srv.httpd.server_close()
+        srv.thread.join(timeout=5)
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def test_download_verifies_and_renames(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "data.zip"
+    assert dl.download(server.url("/data.zip"), out, md5(PAYLOAD), progress=False) == out
+    assert out.read_bytes() == PAYLOAD
+    assert not (tmp_path / "sub" / "data.zip.part").exists()
+    # a verified file is not fetched again
+    n = len(server.requests)
+    dl.download(server.url("/data.zip"), out, md5(PAYLOAD), progress=False)
+    assert len(server.requests) == n
+
+
+def test_resume_after_cut_connection(server: Server, tmp_path: Path) -> None:
+    server.cut_first = True
+    out = tmp_path / "data.zip"
+    dl.download(server.url("/data.zip"), out, md5(PAYLOAD), backoff=0.01, progress=False)
+    assert out.read_bytes() == PAYLOAD
+    assert server.requests[0]["range"] is None
+    assert server.requests[1]["range"] == f"bytes={len(PAYLOAD) // 2}-"
+
+
+def test_resume_from_leftover_part_file(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "data.zip"
+    (tmp_path / "data.zip.part").write_bytes(PAYLOAD[:1000])
+    dl.download(server.url("/data.zip"), out, md5(PAYLOAD), progress=False)
+    assert out.read_bytes() == PAYLOAD
+    assert server.requests == [{"path": "/data.zip", "range": "bytes=1000-"}]
+
+
+def test_server_ignoring_range_restarts_cleanly(server: Server, tmp_path: Path) -> None:
+    server.ignore_range = True
+    out = tmp_path / "data.zip"
+    (tmp_path / "data.zip.part").write_bytes(b"stale bytes that must not survive")
+    dl.download(server.url("/data.zip"), out, md5(PAYLOAD), progress=False)
+    assert out.read_bytes() == PAYLOAD
+    assert server.requests[0]["range"] is not None
+
+
+def test_complete_part_file_gets_416_and_is_verified(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "data.zip"
+    (tmp_path / "data.zip.part").write_bytes(PAYLOAD)
+    dl.download(server.url("/data.zip"), out, md5(PAYLOAD), progress=False)
+    assert out.read_bytes() == PAYLOAD
+    assert len(server.requests) == 1  # not restarted
+
+
+def test_checksum_mismatch_leaves_nothing(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "data.zip"
+    url = server.url("/data.zip")
+    with pytest.raises(dl.ChecksumError) as err:
+        dl.download(url, out, "0" * 32, config_key="datasets.coco.downloads.train.md5",
+                    progress=False)
+    msg = str(err.value)
+    for part in (url, "0" * 32, md5(PAYLOAD), "datasets.coco.downloads.train.md5"):
+        assert part in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_md5_skips_verification_with_warning(server: Server, tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "data.zip"
+    with caplog.at_level("WARNING", logger="pipeline.download"):
+        dl.download(server.url("/data.zip"), out, "", progress=False)
+    assert out.read_bytes() == PAYLOAD
+    assert "NOT verified" in caplog.text
+
+
+def test_http_404_is_not_retried(server: Server, tmp_path: Path) -> None:
+    with pytest.raises(dl.DownloadError, match="HTTP 404"):
+        dl.download(server.url("/missing.zip"), tmp_path / "x.zip", "", backoff=0.01,
+                    progress=False)
+    assert len(server.requests) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_connection_refused_retries_then_fails(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    srv = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    port = srv.server_address[1]
+    srv.server_close()  # nothing listens on this port now
+    with pytest.raises(dl.DownloadError, match="after 3 attempts"):
+        dl.download(f"http://127.0.0.1:{port}/x.zip", tmp_path / "x.zip", "", retries=2,
+                    backoff=0.01, timeout=2, progress=False)
+
+
+def test_cli_download_and_extract(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "data.zip"
+    assert dl.main(["--url", server.url("/data.zip"), "--md5", md5(PAYLOAD),
+                    "--out", str(out)]) == 0
+    assert dl.main(["--url", server.url("/data.zip"), "--md5", "f" * 32,
+                    "--out", str(tmp_path / "bad.zip")]) == 1
+    dest, marker = tmp_path / "coco", tmp_path / "coco" / ".data.extracted"
+    assert dl.main(["extract", "--archive", str(out), "--dest", str(dest),
+                    "--marker", str(marker)]) == 0
+    assert (dest / "images" / "0001.jpg").read_bytes() == MEMBERS["images/0001.jpg"]
+
+
+def test_extract_writes_members_and_marker(tmp_path: Path) -> None:
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(PAYLOAD)
+    dest = tmp_path / "coco"
+    (dest / "annotations").mkdir(parents=True)
+    (dest / "annotations" / "other.json").write_text("kept")  # another archive's member
+    marker = dest / ".a.extracted"
+    names = dl.extract(archive, dest, marker)
+    assert sorted(names) == sorted(MEMBERS)
+    for name, data in MEMBERS.items():
+        assert (dest / name).read_bytes() == data
+    assert (dest / "annotations" / "other.json").read_text() == "kept"
+    listed = [ln for ln in marker.read_text().splitlines() if not ln.startswith("#")]
+    assert sorted(listed) == sorted(MEMBERS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip", "coco"]  # no temp dir left
+
+
+def test_corrupt_zip_leaves_nothing(tmp_path: Path) -> None:
+    dest = tmp_path / "coco"
+    for name, data in (("garbage.zip", b"not a zip at all" * 10),
+                       ("truncated.zip", PAYLOAD[: len(PAYLOAD) // 2]),
+                       ("flipped.zip", PAYLOAD[:200] + bytes(b ^ 0xFF for b in PAYLOAD[200:400])
+                        + PAYLOAD[400:])):
+        archive = tmp_path / name
+        archive.write_bytes(data)
+        with pytest.raises(ValueError, match="corrupt"):
+            dl.extract(archive, dest, dest / f".{name}.extracted")
+        assert list(dest.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["coco", "garbage.zip", "truncated.zip", "flipped.zip"])
+
+
+def test_extract_rejects_paths_outside_dest(tmp_path: Path) -> None:
+    archive = tmp_path / "evil.zip"
+    archive.write_bytes(make_zip({"../escape.txt": b"x"}))
+    with pytest.raises(ValueError, match="outside"):
+        dl.extract(archive, tmp_path / "d", tmp_path / "d" / ".m")
+    assert not (tmp_path / "escape.txt").exists()
