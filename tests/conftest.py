@@ -57,3 +57,14 @@ def coco_collection(tmp_path: Path) -> dict:
     path = root / "instances.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return {"root": root, "instances": path, "images": root / "images", "annotations": anns}
+
+
+def venv_env() -> dict:
+    """Environment whose PATH starts with this interpreter's folder, so the workflow's
+    ``python -m pipeline...`` commands and ``snakemake`` run in the same environment."""
+    import os
+    import sys
+
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env

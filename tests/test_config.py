@@ -1,0 +1,72 @@
+"""The config schema: the shipped configs validate, typos and wrong types name the key."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from tests.conftest import venv_env
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "schemas" / "config.schema.yaml")
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", ".test/config.yaml"])
+def test_shipped_configs_validate(name):
+    validate(load(name), SCHEMA)
+
+
+def test_paper_hyper_parameters_per_dataset():
+    cfg = load("config.yaml")
+    coco, nus = cfg["coco"]["lagnh"], cfg["nuswide"]["lagnh"]
+    assert (coco["lambda1"], coco["lambda2"], coco["lambda3"], coco["k"], coco["mu"]) == \
+        (100, 1, 1, 1, 1)
+    assert (nus["lambda1"], nus["lambda2"], nus["lambda3"]) == (100, 1, 0.1)
+    assert (coco["batch_size"], coco["hidden"], nus["batch_size"], nus["hidden"]) == \
+        (1024, 1024, 2048, 2048)
+    assert coco["lr"] == 1e-4 and coco["epochs"] == 300 and coco["disc_hidden"] == [64, 32]
+    assert cfg["coco"]["bits"] == [16, 32, 64, 128]
+
+
+def test_defaults_are_filled():
+    cfg = load("config.yaml")
+    del cfg["demo"]["lagnh"]["g_steps"]
+    validate(cfg, SCHEMA)
+    assert cfg["demo"]["lagnh"]["g_steps"] == 1
+
+
+@pytest.mark.parametrize("path, value, fragment", [
+    (("demo", "lagnh", "lamda1"), 100, "lamda1"),
+    (("demo", "lagnh", "lr"), "fast", "fast"),
+    (("demo", "eval", "zero_hit"), "ignore", "ignore"),
+    (("demo", "split", "protocol"), "kfold", "kfold"),
+    (("demo", "bits"), [16, 0], "0"),
+])
+def test_bad_values_are_named(path, value, fragment):
+    cfg = copy.deepcopy(load("config.yaml"))
+    node = cfg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(Exception, match=fragment):
+        validate(cfg, SCHEMA)
+
+
+def test_snakemake_stops_on_a_config_typo(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("demo:\n  lagnh:\n    lamda1: 100\n")
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad), "--directory",
+                          str(tmp_path), "-s", str(ROOT / "Snakefile")],
+                         capture_output=True, text=True, cwd=ROOT, env=venv_env())
+    assert run.returncode != 0
+    assert "lamda1" in run.stdout + run.stderr
