@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -161,8 +162,45 @@ def write_h5(path: str | os.PathLike, datasets: Mapping[str, np.ndarray], *, sta
     return Path(path)
 
 
+def partial_path(path: str | os.PathLike) -> Path:
+    """Where a resumable :class:`RowWriter` keeps rows until complete: ``.NAME.partial`` beside
+    ``path`` (hidden, and not a declared output, so a workflow manager leaves it after a crash)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.partial")
+
+
+def _fingerprint(resume_key: Mapping[str, Any], stage: str, n_rows: int, ids: np.ndarray,
+                 columns: Mapping[str, tuple[tuple[int, ...], Any]]) -> dict[str, Any]:
+    ids = np.ascontiguousarray(np.asarray(ids))
+    return {"key": json.loads(json.dumps(dict(resume_key), sort_keys=True, default=str)),
+            "stage": stage, "n_rows": int(n_rows),
+            "ids_sha256": hashlib.sha256(ids.dtype.str.encode() + ids.tobytes()).hexdigest(),
+            "columns": {name: [list(tail), np.dtype(dtype).str]
+                        for name, (tail, dtype) in columns.items()}}
+
+
+def _key_difference(old: Any, new: dict[str, Any]) -> str:
+    """Names of the fingerprint entries that differ (``key.image_size``, ``ids_sha256`` …)."""
+    if not isinstance(old, dict):
+        return "no readable fingerprint"
+    names = [f"key.{k}" for k in sorted(set(old.get("key", {})) | set(new["key"]))
+             if old.get("key", {}).get(k) != new["key"].get(k)]
+    names += [k for k in ("stage", "n_rows", "ids_sha256", "columns") if old.get(k) != new[k]]
+    return ", ".join(names) or "unknown"
+
+
 class RowWriter:
     """Stream rows into datasets of a known final length; the file appears only on :meth:`close`.
+
+    With ``resume_key`` (a JSON-able mapping of everything the rows depend on) the rows go to
+    :func:`partial_path` instead of a per-process temporary file, and that file survives a crash
+    or kill. :meth:`commit` flushes the rows written so far and records their count in the root
+    attr ``rows-complete``. A later writer with the same ``resume_key``, stage, ``ids``, row count
+    and columns reopens the file and reports the count as :attr:`rows_done`, so the caller can go
+    on from there; any other partial file (another config, unreadable) is deleted and the reason
+    kept in :attr:`resume_note`. :meth:`close` renames the file onto ``path`` atomically once
+    every row is committed, and keeps it for the next attempt otherwise. Without ``resume_key``
+    nothing changes: a failed writer leaves nothing behind.
 
     >>> # with RowWriter(p, n_rows=10, stage="features", columns={"features": ((4,), "f4")},
     >>> #                ids=np.arange(10)) as w: w.write(0, {"features": x[:5]}) ...
@@ -171,34 +209,112 @@ class RowWriter:
     def __init__(self, path: str | os.PathLike, *, n_rows: int, stage: str, ids: np.ndarray,
                  columns: Mapping[str, tuple[tuple[int, ...], Any]],
                  attrs: Mapping[str, Any] | None = None,
-                 compression: str | None = "gzip") -> None:
+                 compression: str | None = "gzip",
+                 resume_key: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path)
-        self._ctx = atomic_path(self.path)
-        self.tmp = self._ctx.__enter__()
+        self.n_rows = int(n_rows)
+        #: rows already committed by an earlier, interrupted writer (0 unless resumed)
+        self.rows_done = 0
+        #: what happened to an existing partial file ("" when there was none)
+        self.resume_note = ""
+        self.resumable = resume_key is not None
+        if resume_key is None:
+            self._ctx = atomic_path(self.path)
+            self.tmp = self._ctx.__enter__()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = partial_path(self.path)
+            self._key = _fingerprint(resume_key, stage, n_rows, ids, columns)
+            self.f = self._reopen()
+            if self.f is not None:
+                _root_attrs(self.f, stage, n_rows, attrs or {})
+                return
         self.f = h5py.File(self.tmp, "w")
         _root_attrs(self.f, stage, n_rows, attrs or {})
         _label_dims(_create(self.f, "ids", np.asarray(ids)))
         for name, (tail, dtype) in columns.items():
             _label_dims(_create(self.f, name, None, shape=(n_rows, *tail), dtype=dtype,
                                 compression=compression))
+        if self.resumable:
+            self.f.attrs["resume-key"] = json.dumps(self._key, sort_keys=True)
+            self.commit(0)
+
+    def _reopen(self) -> h5py.File | None:
+        """The existing partial file, if it was made for the same fingerprint; else delete it."""
+        if not self.tmp.exists():
+            return None
+        try:
+            f = h5py.File(self.tmp, "r+")
+        except OSError as e:
+            self.resume_note = f"discarded unreadable partial file {self.tmp} ({e})"
+        else:
+            old = _decode_attr(f.attrs.get("resume-key", "null"))  # JSON → dict
+            done = int(f.attrs.get("rows-complete", -1))
+            if old == self._key and 0 <= done <= self.n_rows:
+                self.rows_done = done
+                self.resume_note = (f"resuming from partial file {self.tmp}: {done} of "
+                                    f"{self.n_rows} rows already complete")
+                return f
+            f.close()
+            self.resume_note = (f"discarded partial file {self.tmp}: made with another config "
+                                f"(differs in {_key_difference(old, self._key)})")
+        self.tmp.unlink()
+        return None
 
     def write(self, start: int, rows: Mapping[str, np.ndarray]) -> None:
+        """Write ``rows`` (name → array) from row ``start`` on."""
         for name, arr in rows.items():
             self.f[name][start:start + len(arr)] = arr
 
+    def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``start:stop`` of dataset ``name`` as written so far (e.g. by a resumed run)."""
+        return self.f[name][start:stop]
+
+    def commit(self, rows_done: int) -> None:
+        """Make rows ``0:rows_done`` durable: flush them, then record ``rows-complete``.
+
+        Data are flushed before the count, so a kill in between leaves a count that is too low,
+        never one that is too high. A no-op besides the flush without ``resume_key``.
+        """
+        self.f.flush()
+        if self.resumable:
+            self.f.attrs["rows-complete"] = int(rows_done)
+            self.f.flush()
+        self.rows_done = int(rows_done)
+
     def set_attrs(self, **attrs: Any) -> None:
+        """Set root attrs (JSON-encoded where needed)."""
         for k, v in attrs.items():
             self.f.attrs[k] = _encode_attr(v)
 
     def close(self, ok: bool = True) -> None:
+        """Close the file; with ``ok`` move it onto :attr:`path`, else discard it (or, when
+        resumable, keep it for the next attempt). A resumable writer whose rows are not all
+        committed raises ``ValueError`` instead of publishing a partial result."""
+        if not self.resumable:
+            self.f.close()
+            if ok:
+                self._ctx.__exit__(None, None, None)
+            else:
+                try:
+                    self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+                except RuntimeError:
+                    pass
+            return
+        if not ok or not self.f:
+            if self.f:
+                self.f.close()
+            return
+        if self.rows_done != self.n_rows:
+            self.f.close()
+            raise ValueError(f"{self.path}: only {self.rows_done} of {self.n_rows} rows were "
+                             f"committed; the partial file {self.tmp} is kept for a rerun")
+        for name in ("resume-key", "rows-complete"):
+            del self.f.attrs[name]
         self.f.close()
-        if ok:
-            self._ctx.__exit__(None, None, None)
-        else:
-            try:
-                self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
-            except RuntimeError:
-                pass
+        with open(self.tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.tmp, self.path)
 
     def __enter__(self) -> RowWriter:
         return self
