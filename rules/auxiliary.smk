@@ -15,7 +15,8 @@ rule cell_classifier:
     conda:
         "../envs/torch.yaml"
     resources:
-        mem_mb=2000,
+        mem_mb=mem_mb_for("cell_classifier"),
+        runtime=runtime_for("cell_classifier"),
     shell:
         "python -m pipeline.detectors.cell_classifier --config-json {params.cfg:q} "
         "--threads {threads} --out {output} 2> {log}"
@@ -38,7 +39,8 @@ rule detect:
     conda:
         "../envs/torch.yaml"
     resources:
-        mem_mb=8000,
+        mem_mb=mem_mb_for("detect"),
+        runtime=runtime_for("detect"),
         gpu=gpu_count,
     shell:
         "python -m pipeline.detect --split {input.split} --detector-json {params.detector:q} "
@@ -60,7 +62,8 @@ rule auxiliary:
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=2000,
+        mem_mb=mem_mb_for("auxiliary"),
+        runtime=runtime_for("auxiliary"),
     shell:
         "python -m pipeline.auxiliary --split {input.split} {params.source} "
         "--threshold {params.threshold} --out {output} 2> {log}"

@@ -189,3 +189,135 @@ def gpu_count(wildcards):
 
 def device(wildcards):
     return config[wildcards.dataset].get("device", "auto")
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheduler resources (SLURM and other executors): memory in MB and runtime in minutes, sized
+# from the dataset's config (image counts, backbone, batch sizes, epochs, device). Coarse upper
+# bounds meant to fit on the first try; each retry (--retries) multiplies both by the attempt
+# number. Local runs ignore them unless --resources caps mem_mb. Profiles can override a rule
+# (set-resources); see profiles/README.md.
+# ---------------------------------------------------------------------------------------------
+KNOWN_IMAGE_COUNTS = {"coco2017": 123_287, "nuswide": 195_834}  # images kept by the protocols
+FEATURE_DIMS = {"vgg16_fc7": 4096, "efficientnet_lite0": 1280, "resnet50": 2048}
+MB = 2**20
+
+
+def job_sizes(wildcards):
+    """What a dataset's jobs scale with: image counts, feature size, batches, device."""
+    ds = config[wildcards.dataset]
+    src, split, feats = ds["source"], ds["split"], ds["features"]
+    counts = [split[k] for k in ("train", "query", "retrieval") if isinstance(split.get(k), int)]
+    if src["kind"] == "demo":
+        images = src["build"]["n_images"]
+    elif src["kind"] in KNOWN_IMAGE_COUNTS:
+        images = KNOWN_IMAGE_COUNTS[src["kind"]]
+    else:
+        images = sum(counts) if len(counts) == 3 else 100_000
+    query = split.get("query") or split.get("per_concept_query", 0) * src.get("n_concepts", 21)
+    query = min(query or 5000, images)
+    train = min(split.get("train") or 5000, images)
+    detector = ds.get("detector", {})
+    lagnh = ds["lagnh"]
+    method = getattr(wildcards, "method", None)
+    return {
+        "images": images,
+        "train": train,
+        "query": query,
+        "retrieval": max(images - query, 1),
+        "dim": FEATURE_DIMS.get(feats["backbone"], 4096),
+        "batch": feats["batch_size"],
+        "pixels": feats["image_size"] ** 2,
+        "workers": feats["num_workers"],
+        "gpu": gpu_count(wildcards) > 0,
+        "detector": detector.get("kind", "none"),
+        "det_pixels": detector.get("min_size", 800) * detector.get("max_size", 1333),
+        "det_batch": detector.get("batch_size", 8),
+        "det_epochs": detector.get("train", {}).get("epochs", 15),
+        "lagnh": method is not None and method_impl(wildcards) == "lagnh",
+        "lagnh_steps": lagnh["epochs"] * -(-train // lagnh["batch_size"]),  # epochs x batches
+    }
+
+
+def _cuda_host_mb(s):
+    return 2000 if s["gpu"] else 0  # CUDA context and pinned buffers on the host
+
+
+def _features_per_second(s):
+    return (300 if s["gpu"] else 10) * 224**2 / s["pixels"]  # VGG-16 at 224 px as reference
+
+
+def _detections_per_second(s):
+    return 500 if s["detector"] == "cell_classifier" else (10 if s["gpu"] else 0.3)
+
+
+# rule -> memory (MB) from job_sizes(); arrays are float32 (4 bytes) unless noted
+MEM_MB = {
+    "demo_images": lambda s: 1000,
+    "download": lambda s: 500,
+    "extract": lambda s: 1000,
+    "split": lambda s: 2000 + 0.04 * s["images"],  # COCO/NUS-WIDE annotation tables
+    "features": lambda s: (
+        1500 + 300 * s["workers"] + _cuda_host_mb(s)
+        + 10 * s["batch"] * s["pixels"] * 3 * 4 / MB  # a batch and its activations
+    ),
+    "cell_classifier": lambda s: 1500,
+    "detect": lambda s: (
+        1500 if s["detector"] == "cell_classifier"
+        else 3000 + _cuda_host_mb(s) + 10 * s["det_batch"] * s["det_pixels"] * 3 * 4 / MB
+    ),
+    "auxiliary": lambda s: 1000 + 0.05 * s["images"],  # parsed detections.json
+    "train": lambda s: (
+        2000 + _cuda_host_mb(s)
+        + 4 * s["train"] * s["dim"] * 4 / MB  # copies of the train features
+        + 4 * s["train"] ** 2 * 4 / MB  # dense train-by-train graphs
+    ),
+    "encode": lambda s: 2000 + _cuda_host_mb(s) + 3 * s["images"] * s["dim"] * 4 / MB,
+    "evaluate": lambda s: 2000 + 0.01 * s["retrieval"],  # chunked Hamming ranking
+    "evaluate_float": lambda s: 2000 + 2 * s["images"] * s["dim"] * 4 / MB,
+    "report": lambda s: 1000,
+    "curves": lambda s: 1000,
+    "gallery": lambda s: 1000,
+    "history_plot": lambda s: 1000,
+}
+
+# rule -> runtime (minutes) from job_sizes(); 10 minutes of start-up slack everywhere
+RUNTIME_MIN = {
+    "demo_images": lambda s: 10 + s["images"] / 1000,
+    "download": lambda s: 360,  # tens of GB over the internet
+    "extract": lambda s: 60,
+    "split": lambda s: 10 + s["images"] / 5000,
+    "features": lambda s: 10 + s["images"] / _features_per_second(s) / 60,
+    "cell_classifier": lambda s: 10 + s["det_epochs"],
+    "detect": lambda s: 10 + s["images"] / _detections_per_second(s) / 60,
+    "auxiliary": lambda s: 10 + s["images"] / 20000,
+    "train": lambda s: 20 + (
+        s["lagnh_steps"] * (0.05 if s["gpu"] else 1.0) / 60  # LAGNH: seconds per step
+        if s["lagnh"] else s["train"] / 500
+    ),
+    "encode": lambda s: 15 + s["images"] / 1000 / 60,
+    "evaluate": lambda s: 10 + s["query"] * s["retrieval"] / 5e6 / 60,
+    "evaluate_float": lambda s: 10 + s["query"] * s["retrieval"] * s["dim"] / 1e10 / 60,
+    "report": lambda s: 10,
+    "curves": lambda s: 10,
+    "gallery": lambda s: 10,
+    "history_plot": lambda s: 10,
+}
+
+
+def mem_mb_for(rule):
+    """Memory a job of ``rule`` asks for (MB, rounded up to 100 MB), times the attempt."""
+
+    def get(wildcards, attempt):
+        return int(-(-MEM_MB[rule](job_sizes(wildcards)) // 100) * 100) * attempt
+
+    return get
+
+
+def runtime_for(rule):
+    """Wall-clock limit of a job of ``rule`` (whole minutes), times the attempt."""
+
+    def get(wildcards, attempt):
+        return int(-(-RUNTIME_MIN[rule](job_sizes(wildcards)) // 1)) * attempt
+
+    return get

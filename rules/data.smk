@@ -15,7 +15,8 @@ rule demo_images:
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=2000,
+        mem_mb=mem_mb_for("demo_images"),
+        runtime=runtime_for("demo_images"),
     shell:
         "python -m pipeline.datasets.demo --config-json {params.build:q} "
         "--out-json {output.instances} --out-images {output.images} 2> {log}"
@@ -34,6 +35,9 @@ rule download:
     conda:
         "../envs/data.yaml"
     retries: 2
+    resources:
+        mem_mb=mem_mb_for("download"),
+        runtime=runtime_for("download"),
     shell:
         "python -m pipeline.datasets.download --url {params.url:q} --md5 {params.md5:q} "
         "--out {output} 2> {log}"
@@ -52,6 +56,9 @@ rule extract:
         "benchmarks/extract/{dataset}_{archive}.tsv"
     conda:
         "../envs/data.yaml"
+    resources:
+        mem_mb=mem_mb_for("extract"),
+        runtime=runtime_for("extract"),
     shell:
         "python -m pipeline.datasets.download extract --archive {input} "
         "--dest {params.root} --marker {output} 2> {log}"
@@ -72,7 +79,8 @@ rule split:
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=4000,
+        mem_mb=mem_mb_for("split"),
+        runtime=runtime_for("split"),
     shell:
         "python -m pipeline.split --dataset {wildcards.dataset} --source-json {params.source:q} "
         "--split-json {params.split:q} --out {output} 2> {log}"

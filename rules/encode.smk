@@ -17,7 +17,8 @@ rule encode:
     conda:
         "../envs/torch.yaml"
     resources:
-        mem_mb=8000,
+        mem_mb=mem_mb_for("encode"),
+        runtime=runtime_for("encode"),
         gpu=gpu_count,
     shell:
         "python -m pipeline.encode --model {input.model} --split {input.split} "

@@ -17,7 +17,8 @@ rule evaluate:
     conda:
         "../envs/eval.yaml"
     resources:
-        mem_mb=4000,
+        mem_mb=mem_mb_for("evaluate"),
+        runtime=runtime_for("evaluate"),
     shell:
         "python -m pipeline.evaluate --split {input.split} --codes {input.codes} "
         "--topk {params.topk} --zero-hit {params.zero_hit} --out {output} 2> {log}"
@@ -39,7 +40,8 @@ rule evaluate_float:
     conda:
         "../envs/eval.yaml"
     resources:
-        mem_mb=8000,
+        mem_mb=mem_mb_for("evaluate_float"),
+        runtime=runtime_for("evaluate_float"),
     shell:
         "python -m pipeline.evaluate --split {input.split} --features {input.features} "
         "--method-name float --topk {params.topk} --zero-hit {params.zero_hit} "
@@ -51,8 +53,18 @@ rule report:
         evals=eval_jsons,
         plots=plot_files,
     output:
-        map_csv="results/{dataset}_map.csv",
-        pk_csv="results/{dataset}_topk_precision.csv",
+        map_csv=report(
+            "results/{dataset}_map.csv",
+            caption="../report/map.rst",
+            category="Evaluation",
+            labels={"dataset": "{dataset}", "table": "MAP"},
+        ),
+        pk_csv=report(
+            "results/{dataset}_topk_precision.csv",
+            caption="../report/topk_precision_table.rst",
+            category="Evaluation",
+            labels={"dataset": "{dataset}", "table": "precision@K"},
+        ),
         table="results/{dataset}_table.md",
     log:
         "logs/report/{dataset}.log",
@@ -60,6 +72,9 @@ rule report:
         "benchmarks/report/{dataset}.tsv"
     conda:
         "../envs/eval.yaml"
+    resources:
+        mem_mb=mem_mb_for("report"),
+        runtime=runtime_for("report"),
     shell:
         "python -m pipeline.report --dataset {wildcards.dataset} --inputs {input.evals} "
         "--map-csv {output.map_csv} --pk-csv {output.pk_csv} --table-md {output.table} 2> {log}"

@@ -17,7 +17,8 @@ rule features:
     conda:
         "../envs/torch.yaml"
     resources:
-        mem_mb=8000,
+        mem_mb=mem_mb_for("features"),
+        runtime=runtime_for("features"),
         gpu=gpu_count,
     shell:
         "python -m pipeline.features --split {input.split} --backbone-json {params.backbone:q} "

@@ -5,9 +5,21 @@ rule curves:
     input:
         eval_jsons,
     output:
-        pk_png="results/{dataset}_topk_precision.png",
+        pk_png=report(
+            "results/{dataset}_topk_precision.png",
+            caption="../report/topk_precision.rst",
+            category="Plots",
+            subcategory="Retrieval curves",
+            labels={"dataset": "{dataset}", "figure": "precision@K"},
+        ),
         pk_pdf="results/{dataset}_topk_precision.pdf",
-        pr_png="results/{dataset}_pr.png",
+        pr_png=report(
+            "results/{dataset}_pr.png",
+            caption="../report/pr.rst",
+            category="Plots",
+            subcategory="Retrieval curves",
+            labels={"dataset": "{dataset}", "figure": "precision-recall"},
+        ),
         pr_pdf="results/{dataset}_pr.pdf",
     log:
         "logs/curves/{dataset}.log",
@@ -15,6 +27,9 @@ rule curves:
         "benchmarks/curves/{dataset}.tsv"
     conda:
         "../envs/eval.yaml"
+    resources:
+        mem_mb=mem_mb_for("curves"),
+        runtime=runtime_for("curves"),
     shell:
         "python -m pipeline.plots --title {wildcards.dataset} --inputs {input} "
         "--pk-png {output.pk_png} --pk-pdf {output.pk_pdf} --pr-png {output.pr_png} "
@@ -26,7 +41,13 @@ rule gallery:
         split="results/{dataset}/split.h5",
         codes=gallery_codes,
     output:
-        "results/{dataset}_gallery_{bits}.png",
+        report(
+            "results/{dataset}_gallery_{bits}.png",
+            caption="../report/gallery.rst",
+            category="Plots",
+            subcategory="Retrieval galleries",
+            labels={"dataset": "{dataset}", "bits": "{bits}"},
+        ),
     params:
         n_queries=eval_option("gallery_queries"),
         seed=dataset_seed,
@@ -36,6 +57,9 @@ rule gallery:
         "benchmarks/gallery/{dataset}_{bits}.tsv"
     conda:
         "../envs/eval.yaml"
+    resources:
+        mem_mb=mem_mb_for("gallery"),
+        runtime=runtime_for("gallery"),
     shell:
         "python -m pipeline.eval.gallery --split {input.split} --codes {input.codes} "
         "--n-queries {params.n_queries} --seed {params.seed} --out {output} 2> {log}"
@@ -45,10 +69,18 @@ rule history_plot:
     input:
         "results/{dataset}/models/{method}_{bits}_history.csv",
     output:
-        "results/{dataset}/models/{method}_{bits}_history.png",
+        report(
+            "results/{dataset}/models/{method}_{bits}_history.png",
+            caption="../report/history.rst",
+            category="Training",
+            labels={"dataset": "{dataset}", "method": "{method}", "bits": "{bits}"},
+        ),
     log:
         "logs/history_plot/{dataset}_{method}_{bits}.log",
     conda:
         "../envs/eval.yaml"
+    resources:
+        mem_mb=mem_mb_for("history_plot"),
+        runtime=runtime_for("history_plot"),
     shell:
         "python -m pipeline.history_plot --history {input} --out {output} 2> {log}"

@@ -21,7 +21,8 @@ rule train:
     conda:
         "../envs/torch.yaml"
     resources:
-        mem_mb=8000,
+        mem_mb=mem_mb_for("train"),
+        runtime=runtime_for("train"),
         gpu=gpu_count,
     shell:
         "python -m pipeline.train --method {wildcards.method} --impl {params.impl} "

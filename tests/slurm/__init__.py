@@ -1,0 +1,1 @@
+"""A local SLURM cluster for the slurm-marked tests (see cluster.py)."""
