@@ -65,8 +65,8 @@ def test_bad_values_are_named(path, value, fragment):
 def test_snakemake_stops_on_a_config_typo(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("demo:\n  lagnh:\n    lamda1: 100\n")
-    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad), "--directory",
-                          str(tmp_path), "-s", str(ROOT / "Snakefile")],
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad),
+                          "--directory", str(tmp_path), "-s", str(ROOT / "Snakefile")],
                          capture_output=True, text=True, cwd=ROOT, env=venv_env())
     assert run.returncode != 0
     assert "lamda1" in run.stdout + run.stderr

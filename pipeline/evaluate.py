@@ -1,0 +1,258 @@
+"""Evaluate stage: MAP@K, topK-precision and PR within Hamming radius of one codes file.
+
+``python -m pipeline.evaluate --split S --codes C [--topk 1000|all] [--zero-hit drop|zero]
+[--pk-grid 1,50,...] --out OUT.json``
+
+``python -m pipeline.evaluate --split S --features F --method-name float [...] --out OUT.json``
+
+Queries are the ``split == 1`` rows of ``split.h5``, the retrieval set its ``split == 2`` rows.
+A codes file holds exactly the query and retrieval rows of ``split.h5``, in its order (checked by
+``ids``); a features file holds either every row of ``split.h5`` or those same rows. Feature rows
+flagged ``valid == 0`` are left out of the float evaluation (counted in the JSON).
+
+The JSON (written atomically) holds ``method``, ``bits`` (``null`` for float), ``map``,
+``topk`` (an integer or ``"all"``), ``zero_hit``, ``n_queries`` (counted), ``n_queries_total``,
+``n_retrieval``, ``precision_at_k`` ``{"k": [...], "precision": [...]}``, ``pr_radius``
+``{"radius": [...], "precision": [...], "recall": [...]}`` (``null`` for float) and provenance
+(``dataset``, ``source``, ``tie_rule``, ``relevance``, ``seconds``, ``created``).
+See :mod:`pipeline.eval.metrics` for the definitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.artifacts import atomic_path, check_aligned, read_h5
+from pipeline.eval.metrics import (
+    DEFAULT_TOPK,
+    ZERO_HIT_MODES,
+    RetrievalReport,
+    default_pk_grid,
+    evaluate_retrieval,
+    evaluate_retrieval_float,
+)
+
+QUERY, RETRIEVAL = 1, 2
+TIE_RULE = "distance ascending, ties by retrieval-set index ascending (stable sort)"
+RELEVANCE = "shares at least one ground-truth label"
+
+
+def _log(msg: str) -> None:
+    stamp = _dt.datetime.now().strftime("%H:%M:%S")
+    print(f"{stamp} evaluate: {msg}", file=sys.stderr, flush=True)
+
+
+def parse_topk(text: str | int | None) -> int | None:
+    """``"1000"`` → 1000; ``"all"`` (or ``None``) → ``None`` (the whole ranking)."""
+    if text is None or str(text).lower() in ("all", "none", "null"):
+        return None
+    try:
+        k = int(text)
+    except ValueError:
+        raise ValueError(f"--topk must be a positive integer or 'all', got {text!r}") from None
+    if k < 1:
+        raise ValueError(f"--topk must be a positive integer or 'all', got {text!r}")
+    return k
+
+
+def parse_grid(text: str | None) -> list[int] | None:
+    """``"1,50,100"`` → ``[1, 50, 100]``; ``None`` → the default grid."""
+    if text is None:
+        return None
+    try:
+        ks = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--pk-grid must be a comma list of integers, got {text!r}") from None
+    if not ks or min(ks) < 1:
+        raise ValueError(f"--pk-grid must hold positive integers, got {text!r}")
+    return ks
+
+
+def _finite(values: Any) -> list[float | None]:
+    """JSON-safe floats (NaN → ``null``)."""
+    return [None if not math.isfinite(v) else float(v) for v in np.asarray(values, float)]
+
+
+def _load_split(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    data, attrs = read_h5(path, ["ids", "labels", "split"])
+    if data["labels"].ndim != 2:
+        raise ValueError(f"{path}: labels must be (N, C), got shape {data['labels'].shape}")
+    return data, attrs
+
+
+def _rows_of(split: np.ndarray) -> np.ndarray:
+    return np.isin(split, (QUERY, RETRIEVAL))
+
+
+def evaluate_codes_file(split_path: str | os.PathLike, codes_path: str | os.PathLike, *,
+                        topk: int | None = DEFAULT_TOPK, zero_hit: str = "drop",
+                        ks: list[int] | None = None, pr: bool = True,
+                        method_name: str | None = None, threads: int | None = None,
+                        device: str | None = None) -> dict[str, Any]:
+    """Evaluate one ``codes/{method}_{bits}.h5`` against ``split.h5``; returns the JSON dict."""
+    t0 = time.perf_counter()
+    sp, sattrs = _load_split(split_path)
+    cd, cattrs = read_h5(codes_path, ["ids", "codes", "split"], stage="codes")
+    rows = _rows_of(sp["split"])
+    check_aligned(sp["ids"][rows], cd["ids"], f"{split_path} (query+retrieval rows)",
+                  str(codes_path))
+    if not np.array_equal(sp["split"][rows], cd["split"]):
+        bad = int(np.flatnonzero(sp["split"][rows] != cd["split"])[0])
+        raise ValueError(f"row mismatch: {codes_path} marks row {bad} (id {cd['ids'][bad]}) as "
+                         f"split {cd['split'][bad]} but {split_path} says "
+                         f"{sp['split'][rows][bad]}; re-encode with the current split")
+    if "bits" not in cattrs:
+        raise ValueError(f"{codes_path}: attr 'bits' missing; re-encode")
+    bits = int(cattrs["bits"])
+    method = method_name or str(cattrs.get("method", Path(codes_path).stem))
+    labels = sp["labels"][rows]
+    q, r = cd["split"] == QUERY, cd["split"] == RETRIEVAL
+    _log(f"{codes_path}: method {method}, {bits} bits, {int(q.sum())} queries x "
+         f"{int(r.sum())} retrieval items")
+    rep = evaluate_retrieval(cd["codes"][q], cd["codes"][r], labels[q], labels[r], topk=topk,
+                             ks=ks, zero_hit=zero_hit, pr=pr, bits=bits, threads=threads,
+                             device=device)
+    return _as_json(rep, method=method, bits=bits, n_retrieval=int(r.sum()),
+                    dataset=sattrs.get("dataset"), source=str(codes_path),
+                    seconds=time.perf_counter() - t0)
+
+
+def evaluate_features_file(split_path: str | os.PathLike, features_path: str | os.PathLike, *,
+                           method_name: str = "float", topk: int | None = DEFAULT_TOPK,
+                           zero_hit: str = "drop", ks: list[int] | None = None,
+                           chunk: int = 256) -> dict[str, Any]:
+    """Evaluate Euclidean ranking of ``features.h5`` (the float ceiling); returns the JSON dict."""
+    t0 = time.perf_counter()
+    sp, sattrs = _load_split(split_path)
+    fd, _ = read_h5(features_path, ["ids", "features", "valid"], stage="features")
+    rows = _rows_of(sp["split"])
+    if len(fd["ids"]) == len(sp["ids"]):  # every row of split.h5
+        check_aligned(sp["ids"], fd["ids"], str(split_path), str(features_path))
+        split, labels = sp["split"], sp["labels"]
+        considered = rows
+    else:  # only the query + retrieval rows
+        check_aligned(sp["ids"][rows], fd["ids"], f"{split_path} (query+retrieval rows)",
+                      str(features_path))
+        split, labels = sp["split"][rows], sp["labels"][rows]
+        considered = np.ones(len(split), bool)
+    valid = fd["valid"].astype(bool)
+    q, r = (split == QUERY) & valid, (split == RETRIEVAL) & valid
+    n_invalid = int((considered & ~valid).sum())
+    if n_invalid:
+        _log(f"warning: {n_invalid} query/retrieval rows have valid=0 (unreadable image) and are "
+             "left out of the float evaluation")
+    feats = fd.pop("features")
+    q_feats, r_feats = feats[q], feats[r]
+    del feats  # keep one copy of the features in memory, not two
+    _log(f"{features_path}: method {method_name}, {int(q.sum())} queries x {int(r.sum())} "
+         f"retrieval items, {q_feats.shape[1]}-d features")
+    rep = evaluate_retrieval_float(q_feats, r_feats, labels[q], labels[r], topk=topk, ks=ks,
+                                   zero_hit=zero_hit, chunk=chunk)
+    out = _as_json(rep, method=method_name, bits=None, n_retrieval=int(r.sum()),
+                   dataset=sattrs.get("dataset"), source=str(features_path),
+                   seconds=time.perf_counter() - t0)
+    out["n_invalid_excluded"] = n_invalid
+    return out
+
+
+def _as_json(rep: RetrievalReport, *, method: str, bits: int | None, n_retrieval: int,
+             dataset: Any, source: str, seconds: float) -> dict[str, Any]:
+    m = rep.map
+    pr = rep.pr_radius
+    return {
+        "method": method,
+        "bits": bits,
+        "map": _finite([m.map])[0],
+        "topk": "all" if m.topk is None else int(m.topk),
+        "zero_hit": m.zero_hit,
+        "n_queries": m.n_queries_used,
+        "n_queries_total": m.n_queries_total,
+        "n_retrieval": n_retrieval,
+        "precision_at_k": {"k": [int(k) for k in rep.precision_at_k.k],
+                           "precision": _finite(rep.precision_at_k.precision)},
+        "pr_radius": None if pr is None else {"radius": [int(t) for t in pr.radius],
+                                              "precision": _finite(pr.precision),
+                                              "recall": _finite(pr.recall)},
+        "dataset": dataset,
+        "source": source,
+        "tie_rule": TIE_RULE,
+        "relevance": RELEVANCE,
+        "seconds": round(seconds, 3),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    """Write ``obj`` as JSON atomically (temporary file + ``os.replace``)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipeline.evaluate",
+                                description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--split", required=True, help="results/{dataset}/split.h5")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--codes", help="results/{dataset}/codes/{method}_{bits}.h5")
+    src.add_argument("--features", help="results/{dataset}/features.h5 (float ceiling)")
+    p.add_argument("--method-name", default=None,
+                   help="method name in the JSON (required with --features, e.g. 'float'; "
+                        "default for codes: the file's 'method' attr)")
+    p.add_argument("--topk", default=str(DEFAULT_TOPK),
+                   help="K of MAP@K, or 'all' for the whole ranking (default: 1000)")
+    p.add_argument("--zero-hit", choices=ZERO_HIT_MODES, default="drop",
+                   help="queries without any relevant retrieval item: drop them (authors' "
+                        "convention, default) or count them as 0")
+    p.add_argument("--pk-grid", default=None,
+                   help="comma list of K for topK-precision (default 1,50,100,...,5000)")
+    p.add_argument("--no-pr", action="store_true",
+                   help="skip precision/recall within Hamming radius")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument("--device", default=None,
+                   help="'numpy' (CPU), 'cuda', ... (default: CUDA when available)")
+    p.add_argument("--out", required=True, help="results/{dataset}/eval/{method}_{bits}.json")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        topk = parse_topk(a.topk)
+        ks = parse_grid(a.pk_grid)
+        if a.features and not a.method_name:
+            raise ValueError("--features needs --method-name (e.g. --method-name float)")
+        for path in (a.split, a.codes or a.features):
+            if not Path(path).exists():
+                raise FileNotFoundError(f"{path}: file not found")
+        if a.codes:
+            out = evaluate_codes_file(a.split, a.codes, topk=topk, zero_hit=a.zero_hit, ks=ks,
+                                      pr=not a.no_pr, method_name=a.method_name,
+                                      threads=a.threads, device=a.device)
+        else:
+            out = evaluate_features_file(a.split, a.features, method_name=a.method_name,
+                                         topk=topk, zero_hit=a.zero_hit, ks=ks)
+        write_json(out, a.out)
+    except (FileNotFoundError, KeyError, ValueError, OSError, TypeError) as e:
+        print(f"evaluate: error: {e}", file=sys.stderr)
+        return 2
+    _log(f"MAP@{out['topk']} = {out['map']} ({out['n_queries']} of {out['n_queries_total']} "
+         f"queries, zero_hit={out['zero_hit']}) in {out['seconds']} s -> {a.out}")
+    return 0
+
+
+__all__ = ["main", "evaluate_codes_file", "evaluate_features_file", "parse_topk", "parse_grid",
+           "write_json", "default_pk_grid"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
