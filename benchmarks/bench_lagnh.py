@@ -1,0 +1,237 @@
+"""Benchmark: LAGNH training and encoding speed at the paper's MS COCO scale (Table 4).
+
+``.venv/bin/python benchmarks/bench_lagnh.py [--epochs 300] [--threads N] [--device auto]
+[--n-encode 118287] [--out benchmarks/results/bench_lagnh.md]``
+
+Synthetic data with the paper's COCO shapes: 5,000 training images, 4,096-d features (VGG16
+fc7), 80 auxiliary classes (about 2.9 per image), 32 bits, batch 1,024 (5 steps per epoch),
+paper variant (d' = 512, hidden 1,024). In the same run it measures:
+
+* **training**: :func:`pipeline.lagnh.method.fit` for ``--epochs`` epochs; ms/step is the mean
+  over the epochs after the first (warm-up) of ``epoch seconds / steps``; the 300-epoch time is
+  extrapolated from it (``ms/step x 5 x 300``) when fewer epochs are run;
+* **FLOPs of a step** counted from the layer shapes (:func:`step_flops`, every matmul of the
+  forward and backward passes of one discriminator + one generator step as implemented), checked
+  against ``torch.utils.flop_counter.FlopCounterMode`` on one real step;
+* **dense fp32 matmul rate** of the same machine (2048 x 2048 x 2048 ``torch.mm``, median of 5
+  after warm-up), before and after training; "% of matmul rate" uses their mean;
+* **encoding** of ``--n-encode`` images (118,287 = COCO train2017) from features held in memory,
+  inductive mode (K = 64 neighbours among the 5,000 training images) and batch mode.
+
+Machines are shared: ``os.getloadavg()`` and the torch thread count are recorded. On CUDA,
+timings synchronise the device; TF32 stays off (plain fp32, as on the CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.lagnh import method  # noqa: E402
+from pipeline.lagnh.model import build_models, pick_device, resolve_options  # noqa: E402
+from pipeline.lagnh.train import train_step  # noqa: E402
+
+PAPER_TRAIN_S = 466.3686  # Table 4, MS COCO, 32 bits, one GTX 1080Ti
+PAPER_ENCODE_S = 9.8646
+
+
+def step_flops(batch: int, d: int, c: int, bits: int, d_att: int = 512, hidden: int = 1024,
+               disc: tuple[int, ...] = (64, 32)) -> int:
+    """Matmul FLOPs (2·m·k·n each) of one training step (1 D step + 1 G step), paper variant.
+
+    Follows the implementation: factorised attention (rank q = c + 1), fused graph (one Gram
+    matmul forward, one backward), GCN layer 1 aggregated first (d' <= hidden), layer 2
+    transformed first, fused cosine reconstruction (two matmuls backward).
+    """
+    b, a, q, h, r = batch, d_att, c + 1, hidden, bits
+
+    def mm(m: int, k: int, n: int) -> int:
+        return 2 * m * k * n
+
+    widths = [r, *disc, 1]
+    d_fwd = sum(mm(b, widths[i], widths[i + 1]) for i in range(len(widths) - 1))
+    fwd = (mm(b, d, a)                                   # x̄ = X W_x^T
+           + mm(b, q, a) + mm(b, a, q)                   # |ȳ| and x̂ B^T
+           + mm(b, q, b) + mm(b, b, q + 1) + mm(b, q, a)  # α, α[C,1], (.)B
+           + mm(b, c, b)                                 # S^a = Y Y^T
+           + mm(b, a, b)                                 # Gram of x_att (Eq. 3)
+           + mm(b, b, a) + mm(b, a, h)                   # layer 1: (S̃ X) W1^T
+           + mm(b, h, r) + mm(b, b, r)                   # layer 2: S̃ (H W2^T)
+           + mm(b, r, c)                                 # classifier head
+           + mm(b, r, b)                                 # cos(Z, Z)
+           + d_fwd)                                      # D(z) in the G loss
+    bwd = (mm(b, d, a)                                   # dW_x only (X is data)
+           + mm(b, q, a)                                 # |ȳ| -> basis
+           + 2 * mm(b, a, q)                             # x̂ B^T -> x̂, B
+           + 2 * mm(b, q, b)                             # α logits -> x̂B^T, C/|ȳ|
+           + mm(b, b, q + 1)                             # α[C,1] -> α
+           + 2 * mm(b, q, a)                             # (.)B -> (.), B
+           + mm(b, b, a)                                 # fused graph: Q x
+           + 2 * mm(b, b, a) + 2 * mm(b, a, h)           # layer 1
+           + 2 * mm(b, h, r) + 2 * mm(b, b, r)           # layer 2
+           + 2 * mm(b, r, c)                             # head
+           + 2 * mm(b, b, r)                             # fused cos reconstruction
+           + d_fwd)                                      # D input grads down to z
+    first = mm(b, widths[0], widths[1])
+    # D step on prior + fake: forward, weight grads, input grads of the hidden layers
+    d_step = 2 * d_fwd + 2 * d_fwd + 2 * (d_fwd - first)
+    return fwd + bwd + d_step
+
+
+def counted_flops(batch: int, d: int, c: int, bits: int, device: torch.device) -> int:
+    """FLOPs of one real training step by ``FlopCounterMode`` (cross-check of step_flops)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    opts = resolve_options({"device": device.type})
+    torch.manual_seed(0)
+    gen, disc = build_models(d, c, bits, opts)
+    gen.to(device)
+    disc.to(device)
+    og = torch.optim.Adam(gen.parameters(), lr=1e-4)
+    od = torch.optim.Adam(disc.parameters(), lr=1e-4)
+    x = torch.randn(batch, d, device=device)
+    y = (torch.rand(batch, c, device=device) < 0.036).float()
+    with FlopCounterMode(display=False) as counter:
+        train_step(gen, disc, og, od, x, y)
+    return int(counter.get_total_flops())
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """Dense fp32 matmul rate (GFLOP/s): median of ``repeats`` n×n×n products after warm-up."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def synthetic(n: int, d: int, c: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Features correlated with multi-hot labels (about 2.9 of c = 80 per image), fp32."""
+    y = (rng.random((n, c), dtype=np.float32) < 2.9 / c).astype(np.uint8)
+    proto = rng.standard_normal((c, d), dtype=np.float32)
+    x = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, 8192):
+        e = min(s + 8192, n)
+        x[s:e] = np.maximum(y[s:e] @ proto + rng.standard_normal((e - s, d), dtype=np.float32), 0)
+    return x, y
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--epochs", type=int, default=300, help="epochs to time (300 = full run)")
+    ap.add_argument("--n-train", type=int, default=5000)
+    ap.add_argument("--dim", type=int, default=4096)
+    ap.add_argument("--classes", type=int, default=80)
+    ap.add_argument("--bits", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--n-encode", type=int, default=118287)
+    ap.add_argument("--neighbors", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--out", type=Path, default=None, help="append the markdown table here")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    load0 = os.getloadavg()
+    rng = np.random.default_rng(0)
+    x_train, y_train = synthetic(args.n_train, args.dim, args.classes, rng)
+    params = {"epochs": args.epochs, "batch_size": args.batch, "device": device.type,
+              "encode_neighbors": args.neighbors}
+
+    rate0 = matmul_rate(device)
+    state = method.fit(x_train, y_train, args.bits, params, seed=0)
+    rate1 = matmul_rate(device)
+    steps = -(-args.n_train // args.batch)
+    hist = state["history"]
+    timed = hist[1:] if len(hist) > 1 else hist
+    ms_step = 1000 * statistics.mean(row["seconds"] for row in timed) / steps
+    full_s = ms_step * steps * 300 / 1000
+    flops = step_flops(args.batch, args.dim, args.classes, args.bits)
+    counted = counted_flops(args.batch, args.dim, args.classes, args.bits, device)
+    gflops = flops / (ms_step / 1000) / 1e9
+    rate = (rate0 + rate1) / 2
+
+    x_enc, y_enc = synthetic(args.n_encode, args.dim, args.classes, rng)
+    enc = {}
+    for mode in ("inductive", "batch"):
+        sync(device)
+        t0 = time.perf_counter()
+        codes = method.encode(state, x_enc, y_enc, {**params, "encode_mode": mode})
+        sync(device)
+        enc[mode] = time.perf_counter() - t0
+        assert codes.shape == (args.n_encode, args.bits)
+    load1 = os.getloadavg()
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    threads = torch.get_num_threads()
+    when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    lines = [
+        f"### LAGNH speed, {when} — {name} ({device.type}, torch {torch.__version__})",
+        "",
+        f"Synthetic COCO-shaped data: {args.n_train:,} training images × {args.dim:,}-d, "
+        f"{args.classes} aux classes, {args.bits} bits, batch {args.batch:,} ({steps} steps/epoch),"
+        f" paper variant; timed {args.epochs} epoch(s)"
+        + (", first excluded as warm-up" if len(hist) > 1 else "")
+        + (", 300-epoch time extrapolated from ms/step" if args.epochs < 300 else "") + ".",
+        "",
+        "| device | threads | load avg (1 min) before → after | ms/step | 300 epochs (s) "
+        "| GFLOP/step | achieved GFLOP/s | matmul rate GFLOP/s (before/after) "
+        "| % of matmul rate | encode 118,287: inductive / batch (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| {name} | {threads} | {load0[0]:.2f} → {load1[0]:.2f} | {ms_step:.1f} "
+        f"| {full_s:.1f}{' (extrapolated)' if args.epochs < 300 else ''} "
+        f"| {flops / 1e9:.2f} (counter: {counted / 1e9:.2f}) | {gflops:.1f} "
+        f"| {rate:.1f} ({rate0:.1f}/{rate1:.1f}) | {100 * gflops / rate:.0f}% "
+        f"| {enc['inductive']:.2f} / {enc['batch']:.2f} |",
+        "",
+        f"Paper (one GTX 1080Ti): training {PAPER_TRAIN_S} s, encoding {PAPER_ENCODE_S} s; "
+        f"speed-up here: training {PAPER_TRAIN_S / full_s:.2f}×, inductive encoding "
+        f"{PAPER_ENCODE_S / enc['inductive']:.2f}×.",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("a") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
