@@ -18,7 +18,8 @@ def pick_device(name: str = "auto") -> str:
 
 
 def set_threads(threads: int) -> None:
-    """Use ``threads`` CPU threads for torch (0: leave torch's default)."""
+    """Use ``threads`` CPU threads for torch, at most the machine's cores (0: torch's default)."""
     if threads and threads > 0:
+        threads = min(threads, os.cpu_count() or threads)
         torch.set_num_threads(threads)
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
