@@ -35,7 +35,7 @@ FLOAT = "float"
 #: rows never marked best: the real-valued ceiling and the random floor
 NOT_RANKED = (FLOAT, "random")
 DISPLAY = {"random": "Random", "lsh": "LSH", "sklsh": "SKLSH", "sh": "SH", "pcah": "PCAH",
-           "itq": "ITQ", "sgh": "SGH", "lagnh": "LAGNH", FLOAT: "Float (ceiling)"}
+           "itq": "ITQ", "sgh": "SGH", "lagnh": "LAGNH", FLOAT: "Float (Euclidean)"}
 
 
 def load_results(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -149,7 +149,7 @@ def caption(results: list[dict[str, Any]], dataset: str | None) -> str:
               f"({'/'.join(map(str, n_total))} queries)")
     return (f"MAP@{at} on {name}. Hamming ranking of the whole retrieval set, ties broken by "
             f"retrieval index ascending (stable sort); relevant = shares at least one "
-            f"ground-truth label; {zh}. Best value per column in bold (the float ceiling and "
+            f"ground-truth label; {zh}. Best value per column in bold (the float reference and "
             f"the random floor are not ranked).")
 
 

@@ -203,7 +203,7 @@ def test_report_tables(results, tmp_path):
     assert "| ITQ | **0.8300** | 0.7500 |" in text
     assert "| LAGNH | 0.8100 | **0.8500** |" in text
     assert "| Random | 0.9000 | 0.2000 |" in text
-    assert "| Float (ceiling) | 0.9500 | 0.9500 |" in text
+    assert "| Float (Euclidean) | 0.9500 | 0.9500 |" in text
     assert "| zzz | 0.5000 | – |" in text
     assert text.startswith("Table: MAP@1000 on tiny") and "dropped" in text
     assert "ties broken by retrieval index" in text
