@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                      "aux_scores": scores.astype(np.float16)},
              stage="auxiliary",
              attrs={**source, "class_names": attrs["class_names"], "split_file": a.split,
+                    "protocol": attrs.get("protocol"),
                     "n_images_without_aux": empty})
     return 0
 

@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
              attrs={"method": ckpt["method"], "impl": ckpt["impl"], "bits": ckpt["bits"],
                     "params": ckpt["params"], "seed": ckpt["seed"], "model_file": a.model,
                     "encode_seconds": seconds, "n_invalid_images": n_invalid,
-                    "bit_order": "np.packbits big-endian, 1 = +1"})
+                    "bit_order": "np.packbits big-endian, 1 = +1",
+                    "protocol": inp.protocol})
     return 0
 
 

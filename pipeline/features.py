@@ -328,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = json.loads(a.backbone_json)
     _exit_on_sigterm()
     extract(paths, data["ids"], cfg, a.out, pick_device(a.device),
-            {"split_file": a.split, "dataset": attrs.get("dataset")},
+            {"split_file": a.split, "dataset": attrs.get("dataset"),
+             "protocol": attrs.get("protocol")},
             commit_rows=a.commit_rows)
     return 0
 

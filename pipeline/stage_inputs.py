@@ -17,11 +17,12 @@ class StageInputs:
     valid: np.ndarray
     aux: np.ndarray
     feature_attrs: dict
+    protocol: str
 
 
 def load_inputs(split_path: str, features_path: str, aux_path: str) -> StageInputs:
     """Read split, features and aux labels and check that their rows are the same images."""
-    s, _ = read_h5(split_path, ["ids", "split"], stage="split")
+    s, sattrs = read_h5(split_path, ["ids", "split"], stage="split")
     f, fattrs = read_h5(features_path, ["ids", "features", "valid"], stage="features")
     x, _ = read_h5(aux_path, ["ids", "aux_labels"], stage="auxiliary")
     check_aligned(s["ids"], f["ids"], split_path, features_path)
@@ -31,4 +32,4 @@ def load_inputs(split_path: str, features_path: str, aux_path: str) -> StageInpu
         raise ValueError(f"{features_path}: features must be a finite 2-D array, got shape "
                          f"{feats.shape}; rebuild it")
     return StageInputs(s["ids"], s["split"], feats, f["valid"].astype(bool), x["aux_labels"],
-                       fattrs)
+                       fattrs, str(sattrs.get("protocol")))

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline.artifacts import read_attrs
 from tests.conftest import venv_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +89,8 @@ def test_chain_produces_table_plots_and_artifacts(finished):
         assert any((finished / "logs" / rule).iterdir())
         assert any((finished / "benchmarks" / rule).iterdir())
     assert not list((finished / "results").rglob(".*.tmp*"))  # no temp files left
+    codes = read_attrs(finished / "results" / "demo" / "codes" / "lagnh_16.h5")
+    assert codes["protocol"] == "random" and codes["stage"] == "codes"
 
 
 def test_second_run_does_nothing(finished):
