@@ -196,6 +196,20 @@ def encode_blocks(
     return out
 
 
+def encode_linear(state: Any, X: Any, params: Mapping[str, Any] | None,
+                  defaults: Mapping[str, Any], method: str) -> np.ndarray:
+    """Codes ``sgn(P^T (x - mu))`` from ``state["mean"]`` and ``state["projection"]`` (the
+    encoding of LSH, PCAH and ITQ, whose projections differ only in how they are learned)."""
+    p = resolve_params(params, defaults, method)
+    state = check_state(state, method, ("mean", "projection"))
+    X = check_encode_input(X, state, method)
+    mean = np.asarray(state["mean"], dtype=np.float64)
+    proj = np.asarray(state["projection"], dtype=np.float64)
+    return encode_blocks(
+        X, int(state["bits"]), lambda B: (B - mean) @ proj, block_rows(X.shape[1], p), method
+    )
+
+
 def fix_signs(vectors: np.ndarray) -> np.ndarray:
     """Flip each column so that its largest-magnitude entry is positive (first one on ties).
 

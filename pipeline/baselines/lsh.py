@@ -29,13 +29,10 @@ from typing import Any
 import numpy as np
 
 from pipeline.baselines import (
-    block_rows,
     check_bits,
-    check_encode_input,
     check_features,
     check_seed,
-    check_state,
-    encode_blocks,
+    encode_linear,
     resolve_params,
 )
 
@@ -95,11 +92,4 @@ def encode(
     params: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Codes ``sgn(W^T (x - mu))`` as bool (N, bits), True = +1; computed in row blocks."""
-    p = resolve_params(params, DEFAULTS, METHOD)
-    state = check_state(state, METHOD, ("mean", "projection"))
-    X = check_encode_input(X, state, METHOD)
-    mean = np.asarray(state["mean"], dtype=np.float64)
-    proj = np.asarray(state["projection"], dtype=np.float64)
-    return encode_blocks(
-        X, int(state["bits"]), lambda B: (B - mean) @ proj, block_rows(X.shape[1], p), METHOD
-    )
+    return encode_linear(state, X, params, DEFAULTS, METHOD)
