@@ -18,8 +18,10 @@ paper variant (d' = 512, hidden 1,024). In the same run it measures:
 * **encoding** of ``--n-encode`` images (118,287 = COCO train2017) from features held in memory,
   inductive mode (K = 64 neighbours among the 5,000 training images) and batch mode.
 
-Machines are shared: ``os.getloadavg()`` and the torch thread count are recorded. On CUDA,
-timings synchronise the device; TF32 stays off (plain fp32, as on the CPU).
+Machines are shared: ``os.getloadavg()``, the torch thread count and ``OMP_WAIT_POLICY`` are
+recorded (with another process on the cores, ``OMP_WAIT_POLICY=PASSIVE`` and ``--threads 1``
+degrade much less than the default busy-waiting threads). On CUDA, timings synchronise the
+device; TF32 stays off (plain fp32, as on the CPU).
 """
 
 from __future__ import annotations
@@ -198,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     load1 = os.getloadavg()
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    threads = torch.get_num_threads()
+    wait = os.environ.get("OMP_WAIT_POLICY", "unset")
+    threads = f"{torch.get_num_threads()} (OMP_WAIT_POLICY={wait})"
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = [
         f"### LAGNH speed, {when} — {name} ({device.type}, torch {torch.__version__})",

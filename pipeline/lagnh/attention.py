@@ -102,12 +102,20 @@ def cross_modal_attention(xbar: Tensor, ybar: Tensor, norm: str = "sum") -> Tens
     return normalize_attention(alpha, norm) @ ybar + xbar
 
 
+def unit_coefficients(coef: Tensor, basis: Tensor) -> Tensor:
+    r""":math:`c_j / \max(\lVert c_j B\rVert, \epsilon)`: rows scaled so that :math:`c_j B` has
+    unit norm (cosines against them need no further division). Shapes: (m, q), (q, d') -> (m, q).
+    """
+    return coef / (coef @ basis).norm(dim=1, keepdim=True).clamp_min(_EPS)
+
+
 def factorized_attention(
     xbar: Tensor,
     coef: Tensor,
     basis: Tensor,
     norm: str = "sum",
     self_coef: Tensor | None = None,
+    coef_unit: Tensor | None = None,
 ) -> Tensor:
     r"""Eq. (1)–(2) with :math:`\bar{Y} = C B` given in factored form (rank :math:`q \ll d'`).
 
@@ -125,13 +133,16 @@ def factorized_attention(
         self_coef (Tensor, optional): shape (n, q). When given, node :math:`i` also attends to
             its own :math:`\bar{y}_i = c^{self}_i B` (used by the inductive encoding, where a new
             image attends to the training set plus itself). (default: ``None``)
+        coef_unit (Tensor, optional): precomputed :func:`unit_coefficients` of ``coef`` (the
+            inductive encoding reuses them for every block). (default: ``None``)
 
     Shapes: (n, d'), (m, q), (q, d') -> (n, d').
     """
     if norm not in ATTENTION_NORMS:
         raise ValueError(f"unknown attention norm '{norm}'; valid values: {ATTENTION_NORMS}")
     xb = _unit_rows(xbar) @ basis.T  # (n, q)
-    coef_unit = coef / (coef @ basis).norm(dim=1, keepdim=True).clamp_min(_EPS)  # (m, q)
+    if coef_unit is None:
+        coef_unit = unit_coefficients(coef, basis)  # (m, q)
     alpha = torch.relu(xb @ coef_unit.T)  # Eq. (1), (n, m)
     if norm == "sum":  # the row sums come out of the same GEMM through a ones column
         ones = torch.ones(coef.shape[0], 1, dtype=coef.dtype, device=coef.device)
@@ -141,7 +152,7 @@ def factorized_attention(
         mixed = alpha @ coef  # (n, q)
         scale = torch.linalg.vector_norm(alpha, dim=1, keepdim=True)
     if self_coef is not None:
-        self_unit = self_coef / (self_coef @ basis).norm(dim=1, keepdim=True).clamp_min(_EPS)
+        self_unit = unit_coefficients(self_coef, basis)
         self_alpha = (xb * self_unit).sum(dim=1, keepdim=True).clamp_min(0.0)
         mixed = mixed + self_alpha * self_coef
         scale = scale + self_alpha if norm == "sum" else torch.sqrt(scale**2 + self_alpha**2)

@@ -44,8 +44,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from .attention import factorized_attention, unit_coefficients
 from .graph import (
     degree_scaling,
     gaussian_kernel,
@@ -109,7 +111,9 @@ class ReferenceGraph:
     """The training images as a fixed graph for the inductive encoding (see module doc)."""
 
     x_att: Tensor  #: (m, d') attentive features of the reference images
+    sq_norm: Tensor  #: (m,) their squared norms
     y: Tensor | None  #: (m, c) their auxiliary labels (None without aux)
+    attention: tuple[Tensor, Tensor, Tensor] | None  #: (C, C_unit, B) of Eq. (1)-(2) over R
     sigma: float  #: Gaussian bandwidth of Eq. (3) used for every row
     degree: Tensor  #: (m,) degrees over their own rows
     messages: Tensor  #: (m, r) layer-2 messages h_v W_2^T of the reference images
@@ -117,7 +121,11 @@ class ReferenceGraph:
 
 
 class _Rows:
-    """Graph rows of a block of nodes over the reference graph (one GCN aggregation pattern)."""
+    """Graph rows of a block of nodes over the reference graph (one GCN aggregation pattern).
+
+    Rows over all m reference images are dense (B, m); K-neighbour rows keep (B, K) weights
+    and indices and aggregate with ``embedding_bag`` (weighted sums, no (B, K, f) gather).
+    """
 
     def __init__(
         self,
@@ -125,6 +133,7 @@ class _Rows:
         x_att: Tensor,
         y: Tensor | None,
         ref_x: Tensor,
+        ref_sq_norm: Tensor,
         ref_y: Tensor | None,
         sigma: float,
         k: int | None,
@@ -132,9 +141,10 @@ class _Rows:
     ) -> None:
         o = gen.opts
         m = ref_x.shape[0]
-        sq = squared_distances(x_att, ref_x)  # (B, m)
+        sq = torch.addmm(ref_sq_norm.unsqueeze(0), x_att, ref_x.T, alpha=-2.0)
+        sq.add_(x_att.square().sum(dim=1, keepdim=True)).clamp_min_(0.0)  # (B, m)
         if self_index is not None:  # reference rows: the node itself is the self term
-            sq = sq.scatter(1, self_index.unsqueeze(1), float("inf"))
+            sq.scatter_(1, self_index.unsqueeze(1), float("inf"))
         limit = m - (1 if self_index is not None else 0)
         self.idx: Tensor | None = None
         if k is not None and k < limit:
@@ -149,12 +159,11 @@ class _Rows:
             s_self = s_self + weight
         if use_a:
             assert y is not None and ref_y is not None
-            if self.idx is None:
-                s_a = y @ ref_y.T
-                if self_index is not None:
-                    s_a = s_a.scatter(1, self_index.unsqueeze(1), 0.0)
-            else:
-                s_a = torch.einsum("bc,bkc->bk", y, ref_y[self.idx])
+            s_a = y @ ref_y.T  # (B, m): one small GEMM, then pick the neighbours
+            if self.idx is not None:
+                s_a = s_a.gather(1, self.idx)
+            elif self_index is not None:
+                s_a = s_a.scatter(1, self_index.unsqueeze(1), 0.0)
             s = s + s_a
             s_self = s_self + y.square().sum(dim=1)
         self.s = s  # (B, m) or (B, k)
@@ -175,16 +184,21 @@ class _Rows:
         r""":math:`\tilde{s}_{uu} v_u + \sum_v \tilde{s}_{uv} v_v`."""
         if self.idx is None:
             nb = w_nb @ ref
+        elif self.idx.shape[1] == 0:
+            nb = torch.zeros_like(own)
         else:
-            nb = torch.einsum("bk,bkf->bf", w_nb, ref[self.idx])
+            nb = F.embedding_bag(self.idx, ref, mode="sum", per_sample_weights=w_nb)
         return w_self.unsqueeze(1) * own + nb
 
 
-def _attend(gen: LAGNHGenerator, xbar: Tensor, ref_y: Tensor | None,
+def _attend(gen: LAGNHGenerator, xbar: Tensor, factors: tuple[Tensor, Tensor, Tensor] | None,
             y_self: Tensor | None) -> Tensor:
-    if not gen.attention.attend or ref_y is None:
+    """Eq. (1)–(2) over the reference images (+ each node's own labels when ``y_self``)."""
+    if factors is None:
         return xbar
-    return gen.attention.attend_to(xbar, ref_y, y_self)
+    coef, coef_unit, basis = factors
+    self_coef = None if y_self is None else gen.attention.aux_factors(y_self)[0]
+    return factorized_attention(xbar, coef, basis, gen.attention.norm, self_coef, coef_unit)
 
 
 @torch.no_grad()
@@ -204,8 +218,13 @@ def build_reference(
         else None
     m = ref_xbar.shape[0]
     spans = _blocks(m, block)
-    x_att = torch.cat([_attend(gen, _pad(ref_xbar[s:e], block), ref_y, None)[: e - s]
+    factors = None
+    if gen.attention.attend and ref_y is not None:
+        coef, basis = gen.attention.aux_factors(ref_y)
+        factors = (coef, unit_coefficients(coef, basis), basis)
+    x_att = torch.cat([_attend(gen, _pad(ref_xbar[s:e], block), factors, None)[: e - s]
                        for s, e in spans])
+    sq_norm = x_att.square().sum(dim=1)
     sigma = o.sigma
     if sigma is None:  # the default rule on the first reference rows (no m x m matrix)
         sq = squared_distances(_pad(x_att[:block], block), x_att)[: min(block, m)]
@@ -214,23 +233,31 @@ def build_reference(
     def rows(s: int, e: int) -> _Rows:
         idx = _pad(torch.arange(s, e, device=device), block)
         yb = _pad(ref_y[s:e], block) if ref_y is not None else None
-        return _Rows(gen, _pad(x_att[s:e], block), yb, x_att, ref_y, float(sigma), k, idx)
+        return _Rows(gen, _pad(x_att[s:e], block), yb, x_att, sq_norm, ref_y, float(sigma), k,
+                     idx)
 
-    degree = torch.cat([rows(s, e).degree[: e - s] for s, e in spans])
-    messages = []
-    conv1, conv2 = gen.gcn.conv1, gen.gcn.conv2
+    cached = [] if k is not None and k < m - 1 else None  # K-neighbour rows are small: keep them
+    degree = []
     for s, e in spans:
         r = rows(s, e)
-        w_self, w_nb = r.weights(o.adjacency, degree)
+        degree.append(r.degree[: e - s])
+        if cached is not None:
+            cached.append(r)
+    degree_t = torch.cat(degree)
+    messages = []
+    conv1, conv2 = gen.gcn.conv1, gen.gcn.conv2
+    for i, (s, e) in enumerate(spans):
+        r = cached[i] if cached is not None else rows(s, e)
+        w_self, w_nb = r.weights(o.adjacency, degree_t)
         agg = r.aggregate(w_self, w_nb, _pad(x_att[s:e], block), x_att)
         h = torch.relu(_linear(agg, conv1.weight, conv1.bias))
         messages.append((h @ conv2.weight.T)[: e - s])
-    return ReferenceGraph(x_att, ref_y, float(sigma), degree, torch.cat(messages), k)
+    return ReferenceGraph(x_att, sq_norm, ref_y, factors, float(sigma), degree_t,
+                          torch.cat(messages), k)
 
 
 def _linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    out = x @ weight.T
-    return out if bias is None else out + bias
+    return F.linear(x, weight, bias)
 
 
 @torch.no_grad()
@@ -253,8 +280,8 @@ def encode_inductive(
         if o.use_aux and Y is not None:
             yb = _pad(_to_device(Y[s:e], device), block)
         xbar = gen.attention.project(xb)
-        x_att = _attend(gen, xbar, ref.y, yb)
-        rows = _Rows(gen, x_att, yb, ref.x_att, ref.y, ref.sigma, ref.k, None)
+        x_att = _attend(gen, xbar, ref.attention, yb)
+        rows = _Rows(gen, x_att, yb, ref.x_att, ref.sq_norm, ref.y, ref.sigma, ref.k, None)
         w_self, w_nb = rows.weights(o.adjacency, ref.degree)
         h = torch.relu(_linear(rows.aggregate(w_self, w_nb, x_att, ref.x_att),
                                conv1.weight, conv1.bias))
