@@ -330,4 +330,5 @@ def test_resume_after_process_is_killed(split, tmp_path, sig, caplog):
     pf.extract(paths, ids, {**LITE, "batch_size": 3}, ref)
     with h5py.File(ref, "a") as f:  # the CLI adds provenance of the split file
         f.attrs["split_file"], f.attrs["dataset"] = str(split), "tiny"
+        f.attrs["protocol"] = "random"
     assert_same_file(ref, out)
