@@ -387,9 +387,7 @@ def build_models(
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else CPU; ``"cuda"`` without CUDA raises."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("lagnh: device='cuda' requested but CUDA is not available")
-    return torch.device(name)
+    """:func:`pipeline.device.pick_device` (the stages' one rule) as a ``torch.device``."""
+    from pipeline.device import pick_device as choose
+
+    return torch.device(choose(name))
