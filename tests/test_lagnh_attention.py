@@ -97,3 +97,19 @@ def test_module_matches_reference_formula_and_no_attend() -> None:
     assert torch.equal(plain(x, y), plain.lin_x(x))
     with pytest.raises(ValueError, match="valid values"):
         CrossModalAttention(16, 4, 8, norm="max")
+
+
+def test_unit_rows_gradient_matches_autograd_of_plain_formula() -> None:
+    """The hand-derived backward of the row normalisation, incl. a zero row (norm below eps)."""
+    from pipeline.lagnh.attention import _unit_rows
+
+    a = torch.randn(5, 4, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: _unit_rows(t), (a.clone().requires_grad_(),))
+    a[2] = 0.0  # finite differences are meaningless here; compare with autograd instead
+    g = torch.randn(5, 4, dtype=torch.float64)
+    a1 = a.clone().requires_grad_()
+    a2 = a.clone().requires_grad_()
+    (_unit_rows(a1) * g).sum().backward()
+    (a2 / a2.norm(dim=1, keepdim=True).clamp_min(1e-8) * g).sum().backward()
+    assert torch.allclose(a1.grad, a2.grad)
+    assert torch.equal(_unit_rows(a.float())[2], torch.zeros(4))

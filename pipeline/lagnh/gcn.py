@@ -132,7 +132,7 @@ class GCN(nn.Module):
     def layer1(self, x_att: Tensor, s_norm: Tensor) -> Tensor:
         r"""Eq. (6): :math:`Z^{(1)} = \mathrm{ReLU}(\tilde{S} X^{att} W^{(1)\top} + b^{(1)})`."""
         h = F.dropout(x_att, self.dropout, self.training) if self.dropout > 0 else x_att
-        return torch.relu(self.conv1(h, s_norm))
+        return torch.relu_(self.conv1(h, s_norm))  # in place: the product is not saved
 
     def layer2(self, h1: Tensor, s_norm: Tensor) -> Tensor:
         r"""Eq. (7): :math:`Z = \tilde{S} Z^{(1)} W^{(2)\top} + b^{(2)}` (no activation)."""

@@ -53,6 +53,9 @@ ADJACENCY_MODES = ("sym", "row")
 SIGMA_NEIGHBOR = 7
 #: Kernel values at or below this are set to 0 (no subnormal floats).
 KERNEL_FLOOR = 1e-30
+#: Exponents are clamped here before ``exp`` where only sums are needed: e^-87 ≈ 1.6e-38 is
+#: still a normal float (smallest normal: 1.2e-38), so no subnormal arithmetic.
+_EXP_MIN = -87.0
 
 
 def squared_distances(a: Tensor, b: Tensor | None = None) -> Tensor:
@@ -130,7 +133,9 @@ def sigma_from_squared_distances(
         for _ in range(stages):
             log_sigma = lo + (hi - lo) * steps  # (grid,)
             coef = -0.5 * torch.exp(-2.0 * log_sigma)
-            degree = torch.exp(sub.unsqueeze(0) * coef.view(-1, 1, 1)).sum(dim=2).mean(dim=1) - 1
+            # exponents below -87 would give subnormal floats (slow on CPU); e^-87 adds < 2e-38
+            arg = (sub.unsqueeze(0) * coef.view(-1, 1, 1)).clamp_min_(_EXP_MIN)
+            degree = arg.exp_().sum(dim=2).mean(dim=1) - 1
             below = (degree <= target).sum().clamp(1, grid - 1).reshape(1)
             lo, hi = log_sigma.gather(0, below - 1), log_sigma.gather(0, below)
             d_lo, d_hi = degree.gather(0, below - 1), degree.gather(0, below)
@@ -299,30 +304,35 @@ class _FusedGaussianGraph(torch.autograd.Function):
         s_v = F.threshold_(sq.mul_(scale).exp_(), KERNEL_FLOOR, 0.0)  # Eq. (3), in place
         s = s_v if s_a is None else torch.add(s_a, s_v, alpha=mu)  # Eq. (5)
         ctx.mark_non_differentiable(s_v, s, sigma)
+        ctx.set_materialize_grads(False)  # no zero (n, n) gradients for S^v and S
         inv = degree_scaling(s.sum(dim=1), adjacency)
         s_norm = s * inv.unsqueeze(1)
         if adjacency == "sym":
             s_norm.mul_(inv.unsqueeze(0))
-        ctx.save_for_backward(x, s_v, s_norm, inv)
+        ctx.save_for_backward(x, s_v, s, inv)
         ctx.weight = scale * (mu if s_a is not None else 1.0)  # d S / d sq = weight * S^v
         ctx.adjacency = adjacency
         return s_norm, s_v, s, sigma
 
     @staticmethod
     def backward(ctx, g, *_unused):  # type: ignore[override]
-        x, s_v, s_norm, inv = ctx.saved_tensors
+        if g is None:
+            return None, None, None, None, None
+        x, s_v, s, inv = ctx.saved_tensors
         w = ctx.weight
-        p = g * s_norm
+        # t = g * dS~/dS entrywise (a_i a_j, or iota_i); P = g * S~ = t * S
+        t = g * inv.unsqueeze(1)
         if ctx.adjacency == "sym":
-            c = (p.sum(dim=1) + p.sum(dim=0)) * inv.square() * (-0.5)
-            ds = torch.addcmul((c * w).unsqueeze(1), g * inv.unsqueeze(0), (inv * w).unsqueeze(1))
+            t.mul_(inv.unsqueeze(0))
+        buf = torch.mul(t, s)  # P; its memory is reused for the transpose below
+        if ctx.adjacency == "sym":
+            c = (buf.sum(dim=1) + buf.sum(dim=0)) * inv.square() * (-0.5)
         else:
-            r = p.sum(dim=1)
-            ds = torch.addcmul((-r * inv * w).unsqueeze(1), g, (inv * w).unsqueeze(1))
-        dsq = ds.mul_(s_v)
+            c = -buf.sum(dim=1) * inv
+        dsq = t.add_(c.unsqueeze(1)).mul_(s_v)  # dL/dsq divided by w
         dsq.fill_diagonal_(0.0)
-        q = dsq.T.contiguous().add_(dsq)  # a strided a + a.T is ~8x slower on CPU
-        dx = torch.addmm(x * (2.0 * q.sum(dim=1, keepdim=True)), q, x, alpha=-2.0)
+        q = buf.copy_(dsq.T).add_(dsq)  # Q / w; a strided a + a.T is ~8x slower on CPU
+        dx = torch.addmm(x * (2.0 * q.sum(dim=1, keepdim=True)), q, x, alpha=-2.0).mul_(w)
         return dx, None, None, None, None
 
 

@@ -85,8 +85,9 @@ def cosine_similarity_matrix(z: Tensor, eps: float = 1e-8) -> Tensor:
 class _CosineReconstruction(torch.autograd.Function):
     r"""Mean of :math:`([\hat{Z}\hat{Z}^\top]_+ - kT)^2` with a hand-derived backward.
 
-    Forward: one GEMM, in-place ReLU, one subtraction, one norm reduction. Backward:
-    :math:`G = \tfrac{2}{n^2} (R - kT) \odot [C > 0]`,
+    Forward: one GEMM, in-place ReLU, one subtraction, one norm reduction, and the masked
+    difference :math:`(R - kT) \odot [C > 0]` written over :math:`R` (two (n, n) buffers in all).
+    Backward: :math:`G = \tfrac{2}{n^2} (R - kT) \odot [C > 0]`,
     :math:`\partial L/\partial\hat{Z} = (G + G^\top)\hat{Z}`.
     """
 
@@ -94,14 +95,16 @@ class _CosineReconstruction(torch.autograd.Function):
     def forward(ctx, zn, target, k):  # type: ignore[override]
         r = (zn @ zn.T).clamp_min_(0.0)
         diff = torch.sub(r, target, alpha=k)
-        ctx.save_for_backward(zn, r, diff)
-        return torch.linalg.vector_norm(diff).square() / diff.numel()
+        loss = torch.linalg.vector_norm(diff).square() / diff.numel()
+        # diff where r > 0, else 0, into r's memory (elementwise, so the overlap is safe)
+        masked = torch.ops.aten.threshold_backward.grad_input(diff, r, 0.0, grad_input=r)
+        ctx.save_for_backward(zn, masked)
+        return loss
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
-        zn, r, diff = ctx.saved_tensors
-        dc = torch.ops.aten.threshold_backward(diff, r, 0.0)  # diff where r > 0, else 0
-        scale = g * (2.0 / diff.numel())
+        zn, dc = ctx.saved_tensors
+        scale = g * (2.0 / dc.numel())
         return (dc @ zn + dc.T @ zn) * scale, None, None
 
 

@@ -125,7 +125,8 @@ def train_step(
     out = gen(x, y)
     # -- discriminator (Eq. 10, max over D) -------------------------------------------------
     prior = torch.randn(x.shape[0], bits, device=x.device, dtype=x.dtype)
-    d_loss = discriminator_loss(disc(prior), disc(out.z.detach()))
+    d_real, d_fake = disc(torch.cat([prior, out.z.detach()])).split(x.shape[0])  # one pass
+    d_loss = discriminator_loss(d_real, d_fake)
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_d.step()
