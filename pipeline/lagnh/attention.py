@@ -42,8 +42,9 @@ _EPS = 1e-8
 
 class _UnitRows(torch.autograd.Function):
     r""":math:`u_i = a_i / \max(\lVert a_i\rVert, \epsilon)` with a hand-derived backward:
-    :math:`(g_i - u_i\,(u_i^\top g_i)) / \lVert a_i\rVert` where :math:`\lVert a_i\rVert > \epsilon`,
-    :math:`g_i / \epsilon` elsewhere (three passes instead of autograd's seven)."""
+    :math:`(g_i - u_i\,(u_i^\top g_i)) / \lVert a_i\rVert` where
+    :math:`\lVert a_i\rVert > \epsilon`, :math:`g_i / \epsilon` elsewhere
+    (three passes instead of autograd's seven)."""
 
     @staticmethod
     def forward(ctx, a, eps):  # type: ignore[override]
