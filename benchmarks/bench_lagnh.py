@@ -1,7 +1,7 @@
 """Benchmark: LAGNH training and encoding speed at the paper's MS COCO scale (Table 4).
 
-``.venv/bin/python benchmarks/bench_lagnh.py [--epochs 300] [--threads N] [--device auto]
-[--n-encode 118287] [--out benchmarks/results/bench_lagnh.md]``
+``.venv/bin/python benchmarks/bench_lagnh.py [--epochs 300] [--threads N] [--jobs J]
+[--device auto] [--n-encode 118287] [--out benchmarks/results/bench_lagnh.md]``
 
 Synthetic data with the paper's COCO shapes: 5,000 training images, 4,096-d features (VGG16
 fc7), 80 auxiliary classes (about 2.9 per image), 32 bits, batch 1,024 (5 steps per epoch),
@@ -14,20 +14,30 @@ paper variant (d' = 512, hidden 1,024). In the same run it measures:
   forward and backward passes of one discriminator + one generator step as implemented), checked
   against ``torch.utils.flop_counter.FlopCounterMode`` on one real step;
 * **dense fp32 matmul rate** of the same machine (2048 x 2048 x 2048 ``torch.mm``, median of 5
-  after warm-up), before and after training; "% of matmul rate" uses their mean;
+  after warm-up, on ``jobs x threads`` threads), before and after training; "% of matmul rate"
+  uses their mean;
+* the **matmul-only floor**: the matmuls of one real step (captured with their shapes and
+  strides) replayed back to back, no other work; its share of the matmul rate is the most this
+  implementation could reach with zero overhead outside the matmuls;
+* ``--jobs J`` trains J models at once in J processes of ``--threads`` threads each (how the
+  pipeline trains several code lengths side by side); the achieved rate is then the sum over the
+  jobs, against the matmul rate on ``J x threads`` threads;
 * **encoding** of ``--n-encode`` images (118,287 = COCO train2017) from features held in memory,
   inductive mode (K = 64 neighbours among the 5,000 training images) and batch mode.
 
 Machines are shared: ``os.getloadavg()``, the torch thread count and ``OMP_WAIT_POLICY`` are
-recorded (with another process on the cores, ``OMP_WAIT_POLICY=PASSIVE`` and ``--threads 1``
-degrade much less than the default busy-waiting threads). On CUDA, timings synchronise the
-device; TF32 stays off (plain fp32, as on the CPU).
+recorded. libgomp reads the policy once, when torch loads it: the caller's value, or unset
+(libgomp's default: spin a while, then sleep). The pipeline's stages default to ``PASSIVE``,
+which survives oversubscription but costs a 2-thread job ~20% (see benchmarks/README).
+On CUDA, timings synchronise the device; TF32 stays off (plain fp32, as on the CPU).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import io
+import multiprocessing as mp
 import os
 import platform
 import statistics
@@ -35,14 +45,22 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+# libgomp reads OMP_WAIT_POLICY once, when torch loads it. The caller's value is used; unset, it
+# is libgomp's default (spin a while, then sleep), not the PASSIVE that importing `pipeline` sets
+# for the stages (that import comes after torch's here, and is undone for the spawned jobs below).
+_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.lagnh import method  # noqa: E402
 from pipeline.lagnh.model import build_models, pick_device, resolve_options  # noqa: E402
 from pipeline.lagnh.train import train_step  # noqa: E402
+
+if _WAIT_POLICY is None:
+    os.environ.pop("OMP_WAIT_POLICY", None)
 
 PAPER_TRAIN_S = 466.3686  # Table 4, MS COCO, 32 bits, one GTX 1080Ti
 PAPER_ENCODE_S = 9.8646
@@ -151,6 +169,90 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def matmul_floor(batch: int, d: int, c: int, bits: int, device: torch.device,
+                 repeats: int = 10) -> tuple[float, int]:
+    """Seconds for the matmuls of one training step alone, replayed back to back (median of
+    ``repeats``), and their FLOPs. The matmuls (``mm``/``addmm`` with their operands' shapes and
+    strides) are captured from a real step by a dispatch mode."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    matmuls = (torch.ops.aten.mm.default, torch.ops.aten.addmm.default)
+    calls: list[tuple] = []
+
+    class Capture(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            if func in matmuls:
+                calls.append((func, [a.detach().clone() if isinstance(a, torch.Tensor) else a
+                                     for a in args], dict(kwargs or {})))
+            return func(*args, **(kwargs or {}))
+
+    opts = resolve_options({"device": device.type})
+    torch.manual_seed(0)
+    gen, disc = build_models(d, c, bits, opts)
+    gen.to(device)
+    disc.to(device)
+    og = torch.optim.Adam(gen.parameters(), lr=1e-4)
+    od = torch.optim.Adam(disc.parameters(), lr=1e-4)
+    x = torch.relu(torch.randn(batch, d, device=device))
+    y = (torch.rand(batch, c, device=device) < 0.036).float()
+    train_step(gen, disc, og, od, x, y)
+    with Capture():
+        train_step(gen, disc, og, od, x, y)
+    flops = sum(2 * a[-2].shape[0] * a[-2].shape[1] * a[-1].shape[1] for _, a, _ in calls)
+
+    def replay() -> None:
+        for func, a, kw in calls:
+            func(*a, **kw)
+
+    replay()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        replay()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), flops
+
+
+def _train_job(cfg: dict, rank: int, start, results) -> None:  # noqa: ANN001
+    """One training process of ``--jobs``: own data, ``cfg['threads']`` threads, same seed."""
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    rng = np.random.default_rng(rank)
+    x, y = synthetic(cfg["n_train"], cfg["dim"], cfg["classes"], rng)
+    start.wait()
+    state = method.fit(x, y, cfg["bits"], cfg["params"], seed=rank)
+    # as bytes: tensors in a queue travel as file descriptors that die with this process
+    buf = io.BytesIO()
+    torch.save(state if rank == 0 else {"history": state["history"]}, buf)
+    results.put((rank, buf.getvalue()))
+
+
+def train_jobs(cfg: dict, jobs: int) -> tuple[dict, list[float]]:
+    """Run ``jobs`` trainings at once (spawned processes, started together after their data is
+    made); returns job 0's state and each job's ms/step (epochs after the first)."""
+    ctx = mp.get_context("spawn")
+    start = ctx.Barrier(jobs)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_train_job, args=(cfg, r, start, results)) for r in range(jobs)]
+    for p in procs:
+        p.start()
+    got = {rank: torch.load(io.BytesIO(blob), weights_only=False)
+           for rank, blob in (results.get() for _ in procs)}
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise RuntimeError(f"training job exited with {p.exitcode}")
+    steps = -(-cfg["n_train"] // cfg["params"]["batch_size"])
+    ms = []
+    for r in range(jobs):
+        hist = got[r]["history"]
+        timed = hist[1:] if len(hist) > 1 else hist
+        ms.append(1000 * statistics.mean(row["seconds"] for row in timed) / steps)
+    return got[0], ms
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=300, help="epochs to time (300 = full run)")
@@ -161,33 +263,53 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--n-encode", type=int, default=118287)
     ap.add_argument("--neighbors", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads per training job (default: torch's, divided by --jobs)")
+    ap.add_argument("--jobs", type=int, default=1, help="trainings run at once (CPU only)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--out", type=Path, default=None, help="append the markdown table here")
     args = ap.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
+    if args.jobs < 1 or (args.jobs > 1 and device.type != "cpu"):
+        ap.error("--jobs must be >= 1, and 1 on CUDA")
+    threads = args.threads or max(1, torch.get_num_threads() // args.jobs)
+    total_threads = threads * args.jobs
+    torch.set_num_threads(total_threads)  # matmul rate, floor, encoding: the whole budget
     load0 = os.getloadavg()
-    rng = np.random.default_rng(0)
-    x_train, y_train = synthetic(args.n_train, args.dim, args.classes, rng)
     params = {"epochs": args.epochs, "batch_size": args.batch, "device": device.type,
               "encode_neighbors": args.neighbors}
+    cfg = {"threads": threads, "n_train": args.n_train, "dim": args.dim,
+           "classes": args.classes, "bits": args.bits, "params": params}
 
     rate0 = matmul_rate(device)
-    state = method.fit(x_train, y_train, args.bits, params, seed=0)
+    if args.jobs == 1:
+        torch.set_num_threads(threads)
+        rng = np.random.default_rng(0)
+        x_train, y_train = synthetic(args.n_train, args.dim, args.classes, rng)
+        state = method.fit(x_train, y_train, args.bits, params, seed=0)
+        hist = state["history"]
+        timed = hist[1:] if len(hist) > 1 else hist
+        steps = -(-args.n_train // args.batch)
+        ms_jobs = [1000 * statistics.mean(row["seconds"] for row in timed) / steps]
+        torch.set_num_threads(total_threads)
+    else:
+        state, ms_jobs = train_jobs(cfg, args.jobs)
     rate1 = matmul_rate(device)
     steps = -(-args.n_train // args.batch)
-    hist = state["history"]
-    timed = hist[1:] if len(hist) > 1 else hist
-    ms_step = 1000 * statistics.mean(row["seconds"] for row in timed) / steps
+    ms_step = statistics.mean(ms_jobs)
     full_s = ms_step * steps * 300 / 1000
     flops = step_flops(args.batch, args.dim, args.classes, args.bits)
     counted = counted_flops(args.batch, args.dim, args.classes, args.bits, device)
-    gflops = flops / (ms_step / 1000) / 1e9
+    gflops = sum(flops / (ms / 1000) / 1e9 for ms in ms_jobs)  # summed over the jobs
     rate = (rate0 + rate1) / 2
+    torch.set_num_threads(threads)  # the floor of one job, as that job runs it
+    floor_s, floor_flops = matmul_floor(args.batch, args.dim, args.classes, args.bits, device)
+    floor_rate = matmul_rate(device)
+    floor_pct = 100 * floor_flops / floor_s / 1e9 / floor_rate
+    torch.set_num_threads(total_threads)
 
+    rng = np.random.default_rng(1)
     x_enc, y_enc = synthetic(args.n_encode, args.dim, args.classes, rng)
     enc = {}
     for mode in ("inductive", "batch"):
@@ -200,8 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     load1 = os.getloadavg()
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    wait = os.environ.get("OMP_WAIT_POLICY", "unset")
-    threads = f"{torch.get_num_threads()} (OMP_WAIT_POLICY={wait})"
+    wait = _WAIT_POLICY or "unset: spin, then sleep"
+    layout = f"{args.jobs} × {threads}" if args.jobs > 1 else f"{threads}"
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = [
         f"### LAGNH speed, {when} — {name} ({device.type}, torch {torch.__version__})",
@@ -209,21 +331,25 @@ def main(argv: list[str] | None = None) -> int:
         f"Synthetic COCO-shaped data: {args.n_train:,} training images × {args.dim:,}-d, "
         f"{args.classes} aux classes, {args.bits} bits, batch {args.batch:,} ({steps} steps/epoch),"
         f" paper variant; timed {args.epochs} epoch(s)"
-        + (", first excluded as warm-up" if len(hist) > 1 else "")
-        + (", 300-epoch time extrapolated from ms/step" if args.epochs < 300 else "") + ".",
+        + (", first excluded as warm-up" if args.epochs > 1 else "")
+        + (", 300-epoch time extrapolated from ms/step" if args.epochs < 300 else "")
+        + (f"; {args.jobs} trainings at once, ms/step per job: "
+           + ", ".join(f"{m:.1f}" for m in ms_jobs) if args.jobs > 1 else "") + ".",
         "",
-        "| device | threads | load avg (1 min) before → after | ms/step | 300 epochs (s) "
-        "| GFLOP/step | achieved GFLOP/s | matmul rate GFLOP/s (before/after) "
-        "| % of matmul rate | encode 118,287: inductive / batch (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        f"| {name} | {threads} | {load0[0]:.2f} → {load1[0]:.2f} | {ms_step:.1f} "
+        "| device | jobs × threads (OMP_WAIT_POLICY) | load avg (1 min) before → after "
+        "| ms/step | 300 epochs (s) | GFLOP/step | achieved GFLOP/s | matmul rate GFLOP/s "
+        "(before/after) | % of matmul rate | matmul-only floor | "
+        f"encode {args.n_encode:,}: inductive / batch (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {name} | {layout} ({wait}) | {load0[0]:.2f} → {load1[0]:.2f} | {ms_step:.1f} "
         f"| {full_s:.1f}{' (extrapolated)' if args.epochs < 300 else ''} "
         f"| {flops / 1e9:.2f} (counter: {counted / 1e9:.2f}) | {gflops:.1f} "
-        f"| {rate:.1f} ({rate0:.1f}/{rate1:.1f}) | {100 * gflops / rate:.0f}% "
+        f"| {rate:.1f} ({rate0:.1f}/{rate1:.1f}) | **{100 * gflops / rate:.0f}%** "
+        f"| {1000 * floor_s:.1f} ms = {floor_pct:.0f}% "
         f"| {enc['inductive']:.2f} / {enc['batch']:.2f} |",
         "",
         f"Paper (one GTX 1080Ti): training {PAPER_TRAIN_S} s, encoding {PAPER_ENCODE_S} s; "
-        f"speed-up here: training {PAPER_TRAIN_S / full_s:.2f}×, inductive encoding "
+        f"speed-up here: training {PAPER_TRAIN_S / full_s:.2f}× per job, inductive encoding "
         f"{PAPER_ENCODE_S / enc['inductive']:.2f}×.",
         "",
     ]

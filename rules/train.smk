@@ -13,7 +13,9 @@ rule train:
         impl=method_impl,
         hp=method_params,
         seed=dataset_seed,
-    threads: 2
+    # One thread per model: two 1-thread trainings side by side sustain more of a CPU's matmul
+    # rate than one 2-thread training (benchmarks/README.md); raise with --set-threads train=N.
+    threads: 1
     log:
         "logs/train/{dataset}_{method}_{bits}.log",
     benchmark:
