@@ -196,13 +196,22 @@ def encode_blocks(
     return out
 
 
+def encode_inputs(
+    state: Any, X: Any, params: Mapping[str, Any] | None, defaults: Mapping[str, Any],
+    method: str, keys: tuple[str, ...],
+) -> tuple[dict[str, Any], Mapping[str, Any], Any]:
+    """The checks every ``encode`` starts with: ``(params merged over defaults, the fitted state
+    holding keys, the validated features)``; ValueError naming ``method`` otherwise."""
+    p = resolve_params(params, defaults, method)
+    state = check_state(state, method, keys)
+    return p, state, check_encode_input(X, state, method)
+
+
 def encode_linear(state: Any, X: Any, params: Mapping[str, Any] | None,
                   defaults: Mapping[str, Any], method: str) -> np.ndarray:
     """Codes ``sgn(P^T (x - mu))`` from ``state["mean"]`` and ``state["projection"]`` (the
     encoding of LSH, PCAH and ITQ, whose projections differ only in how they are learned)."""
-    p = resolve_params(params, defaults, method)
-    state = check_state(state, method, ("mean", "projection"))
-    X = check_encode_input(X, state, method)
+    p, state, X = encode_inputs(state, X, params, defaults, method, ("mean", "projection"))
     mean = np.asarray(state["mean"], dtype=np.float64)
     proj = np.asarray(state["projection"], dtype=np.float64)
     return encode_blocks(

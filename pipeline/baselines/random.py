@@ -24,10 +24,9 @@ import numpy as np
 from pipeline.baselines import (
     block_rows,
     check_bits,
-    check_encode_input,
     check_features,
     check_seed,
-    check_state,
+    encode_inputs,
     iter_float_blocks,
     resolve_params,
 )
@@ -68,9 +67,7 @@ def encode(
     params: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Bernoulli(0.5) codes bool (N, bits) from ``default_rng([seed, N])``; X values unused."""
-    p = resolve_params(params, DEFAULTS, METHOD)
-    state = check_state(state, METHOD, ("seed",))
-    X = check_encode_input(X, state, METHOD)
+    p, state, X = encode_inputs(state, X, params, DEFAULTS, METHOD, ("seed",))
     n, bits = X.shape[0], int(state["bits"])
     rows = block_rows(max(X.shape[1], bits), p)
     for _ in iter_float_blocks(X, rows, METHOD):  # same input checks as every method

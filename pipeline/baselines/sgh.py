@@ -82,11 +82,10 @@ import numpy as np
 from pipeline.baselines import (
     block_rows,
     check_bits,
-    check_encode_input,
     check_features,
     check_seed,
-    check_state,
     encode_blocks,
+    encode_inputs,
     fix_signs,
     iter_float_blocks,
     resolve_params,
@@ -266,9 +265,8 @@ def encode(
     params: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Codes ``sgn(K(x) w_t)`` as bool (N, bits), True = +1; computed in row blocks."""
-    p = resolve_params(params, DEFAULTS, METHOD)
-    state = check_state(state, METHOD, ("anchors", "sigma", "kernel_mean", "weights"))
-    X = check_encode_input(X, state, METHOD)
+    keys = ("anchors", "sigma", "kernel_mean", "weights")
+    p, state, X = encode_inputs(state, X, params, DEFAULTS, METHOD, keys)
     anchors = np.asarray(state["anchors"], dtype=np.float64)
     anchor_sq = np.einsum("ij,ij->i", anchors, anchors)
     sigma = float(state["sigma"])

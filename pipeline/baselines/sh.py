@@ -44,11 +44,10 @@ import numpy as np
 from pipeline.baselines import (
     block_rows,
     check_bits,
-    check_encode_input,
     check_features,
     check_seed,
-    check_state,
     encode_blocks,
+    encode_inputs,
     iter_float_blocks,
     pca,
     resolve_params,
@@ -142,9 +141,8 @@ def encode(
     params: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Codes ``sgn(sin(pi/2 + omega (y_j - a_j)))`` as bool (N, bits); computed in row blocks."""
-    p = resolve_params(params, DEFAULTS, METHOD)
-    state = check_state(state, METHOD, ("mean", "projection", "mins", "mode_dims", "omegas"))
-    X = check_encode_input(X, state, METHOD)
+    keys = ("mean", "projection", "mins", "mode_dims", "omegas")
+    p, state, X = encode_inputs(state, X, params, DEFAULTS, METHOD, keys)
     mean = np.asarray(state["mean"], dtype=np.float64)
     dims = np.asarray(state["mode_dims"], dtype=np.int64)
     proj = np.asarray(state["projection"], dtype=np.float64)[:, dims]  # (d, bits)

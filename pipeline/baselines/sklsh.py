@@ -41,11 +41,10 @@ import numpy as np
 from pipeline.baselines import (
     block_rows,
     check_bits,
-    check_encode_input,
     check_features,
     check_seed,
-    check_state,
     encode_blocks,
+    encode_inputs,
     resolve_params,
 )
 
@@ -158,9 +157,8 @@ def encode(
     params: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Codes ``sgn(cos(w^T x + b) + t)`` as bool (N, bits), True = +1; in row blocks."""
-    p = resolve_params(params, DEFAULTS, METHOD)
-    state = check_state(state, METHOD, ("projection", "phase", "threshold"))
-    X = check_encode_input(X, state, METHOD)
+    keys = ("projection", "phase", "threshold")
+    p, state, X = encode_inputs(state, X, params, DEFAULTS, METHOD, keys)
     proj = np.asarray(state["projection"], dtype=np.float64)
     phase = np.asarray(state["phase"], dtype=np.float64)
     threshold = np.asarray(state["threshold"], dtype=np.float64)
