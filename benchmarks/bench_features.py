@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from machine import cpu_name  # benchmarks/machine.py
 from PIL import Image
 
 from pipeline.features import ImageFiles, build_backbone, extract, normalise
@@ -60,15 +60,7 @@ def device_name(device: str) -> str:
     """A human name for the device: GPU model, or the CPU model and core count."""
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical CPUs"
+    return f"{cpu_name()}, {os.cpu_count()} logical CPUs"
 
 
 def _loader(paths: list[str], size: int, batch: int, workers: int,

@@ -39,7 +39,6 @@ import datetime as _dt
 import io
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import sys
 import time
@@ -54,6 +53,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 from pipeline.lagnh import method  # noqa: E402
 from pipeline.lagnh.model import build_models, pick_device, resolve_options  # noqa: E402
@@ -109,10 +110,9 @@ def step_flops(batch: int, d: int, c: int, bits: int, d_att: int = 512, hidden: 
     return fwd + bwd + d_step
 
 
-def counted_flops(batch: int, d: int, c: int, bits: int, device: torch.device) -> int:
-    """FLOPs of one real training step by ``FlopCounterMode`` (cross-check of step_flops)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+def step_inputs(batch: int, d: int, c: int, bits: int, device: torch.device) -> tuple:
+    """Arguments of one :func:`train_step` (paper variant, seed 0): networks, their Adam
+    optimisers and a random batch of ReLU features with about 2.9 of c = 80 labels on."""
     opts = resolve_options({"device": device.type})
     torch.manual_seed(0)
     gen, disc = build_models(d, c, bits, opts)
@@ -120,10 +120,18 @@ def counted_flops(batch: int, d: int, c: int, bits: int, device: torch.device) -
     disc.to(device)
     og = torch.optim.Adam(gen.parameters(), lr=1e-4)
     od = torch.optim.Adam(disc.parameters(), lr=1e-4)
-    x = torch.randn(batch, d, device=device)
+    x = torch.relu(torch.randn(batch, d, device=device))
     y = (torch.rand(batch, c, device=device) < 0.036).float()
+    return gen, disc, og, od, x, y
+
+
+def counted_flops(batch: int, d: int, c: int, bits: int, device: torch.device) -> int:
+    """FLOPs of one real training step by ``FlopCounterMode`` (cross-check of step_flops)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    args = step_inputs(batch, d, c, bits, device)
     with FlopCounterMode(display=False) as counter:
-        train_step(gen, disc, og, od, x, y)
+        train_step(*args)
     return int(counter.get_total_flops())
 
 
@@ -159,16 +167,6 @@ def synthetic(n: int, d: int, c: int, rng: np.random.Generator) -> tuple[np.ndar
     return x, y
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def matmul_floor(batch: int, d: int, c: int, bits: int, device: torch.device,
                  repeats: int = 10) -> tuple[float, int]:
     """Seconds for the matmuls of one training step alone, replayed back to back (median of
@@ -186,18 +184,10 @@ def matmul_floor(batch: int, d: int, c: int, bits: int, device: torch.device,
                                      for a in args], dict(kwargs or {})))
             return func(*args, **(kwargs or {}))
 
-    opts = resolve_options({"device": device.type})
-    torch.manual_seed(0)
-    gen, disc = build_models(d, c, bits, opts)
-    gen.to(device)
-    disc.to(device)
-    og = torch.optim.Adam(gen.parameters(), lr=1e-4)
-    od = torch.optim.Adam(disc.parameters(), lr=1e-4)
-    x = torch.relu(torch.randn(batch, d, device=device))
-    y = (torch.rand(batch, c, device=device) < 0.036).float()
-    train_step(gen, disc, og, od, x, y)
+    args = step_inputs(batch, d, c, bits, device)
+    train_step(*args)
     with Capture():
-        train_step(gen, disc, og, od, x, y)
+        train_step(*args)
     flops = sum(2 * a[-2].shape[0] * a[-2].shape[1] * a[-1].shape[1] for _, a, _ in calls)
 
     def replay() -> None:

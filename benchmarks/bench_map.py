@@ -33,18 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
+
 from pipeline.eval.hamming import default_threads, hamming_topk  # noqa: E402
 from pipeline.eval.metrics import mean_average_precision  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def random_labels(rng: np.random.Generator, n: int, n_classes: int) -> np.ndarray:
