@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import native
+
 #: Valid graph compositions: Eq. (5), S^v only (authors, ``only-Sv``, ``no-aux``), S^a only.
 GRAPH_MODES = ("fused", "visual", "aux")
 #: Valid adjacency normalisations.
@@ -56,6 +58,8 @@ KERNEL_FLOOR = 1e-30
 #: Exponents are clamped here before ``exp`` where only sums are needed: e^-87 ≈ 1.6e-38 is
 #: still a normal float (smallest normal: 1.2e-38), so no subnormal arithmetic.
 _EXP_MIN = -87.0
+#: Rows of the batch the default bandwidth rule reads (:func:`sigma_from_squared_distances`).
+SIGMA_ROWS = 64
 
 
 def squared_distances(a: Tensor, b: Tensor | None = None) -> Tensor:
@@ -100,7 +104,8 @@ def default_sigma(x: Tensor, k: float = SIGMA_NEIGHBOR) -> Tensor:
 
 
 def sigma_from_squared_distances(
-    sq_rows: Tensor, k: float = SIGMA_NEIGHBOR, rows: int = 64, stages: int = 4, grid: int = 8
+    sq_rows: Tensor, k: float = SIGMA_NEIGHBOR, rows: int = SIGMA_ROWS, stages: int = 4,
+    grid: int = 8
 ) -> Tensor:
     r""":func:`default_sigma` from squared distances (no gradient, no host synchronisation).
 
@@ -124,6 +129,8 @@ def sigma_from_squared_distances(
             return one
         sub = sq_rows[:rows].detach().clamp_min(0.0)
         target = min(float(k), (n - 1) / 2.0)
+        if 2 <= grid <= 64 and native.usable(sub):  # the same search in one C call
+            return torch.tensor(native.sigma_rule(sub, target, stages, grid), dtype=sub.dtype)
         positive = sub.masked_fill(sub <= 0, float("inf")).min()
         has_pos = torch.isfinite(positive)
         positive = torch.where(has_pos, positive, one)
@@ -142,6 +149,16 @@ def sigma_from_squared_distances(
         # linear interpolation of the degree inside the last bracket
         t = ((target - d_lo) / (d_hi - d_lo).clamp_min(1e-30)).clamp(0.0, 1.0)
         return torch.where(has_pos, torch.exp(lo + t * (hi - lo)).reshape(()), one)
+
+
+def _squared_from_gram(gram: Tensor, norms_rows: Tensor, norms: Tensor,
+                       out: Tensor | None = None) -> Tensor:
+    r""":math:`\max(|x_i|^2 + |x_j|^2 - 2 x_i^\top x_j, 0)` for the first rows of a Gram matrix,
+    diagonal exactly 0 (in place when ``out`` is ``gram``)."""
+    sq = gram.mul(-2.0) if out is None else gram.mul_(-2.0)
+    sq.add_(norms_rows.unsqueeze(1)).add_(norms.unsqueeze(0)).clamp_min_(0.0)
+    sq.diagonal().fill_(0.0)  # rows i < len(rows): entry (i, i)
+    return sq
 
 
 def gaussian_kernel(sq_dist: Tensor, sigma: float | Tensor) -> Tensor:
@@ -291,9 +308,12 @@ class _FusedGaussianGraph(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, s_a, mu, sigma, adjacency):  # type: ignore[override]
         norms = x.square().sum(dim=1)
-        sq = (x @ x.T).mul_(-2.0).add_(norms.unsqueeze(1)).add_(norms.unsqueeze(0))
-        sq.clamp_min_(0.0)
-        sq.fill_diagonal_(0.0)
+        gram = x @ x.T
+        fast = native.usable(x, s_a)
+        if fast:  # sq only for the rows the bandwidth rule reads; the rest happens in C
+            sq = _squared_from_gram(gram[:SIGMA_ROWS], norms[:SIGMA_ROWS], norms)
+        else:
+            sq = _squared_from_gram(gram, norms, norms, out=gram)
         if sigma is None:
             sigma = sigma_from_squared_distances(sq)
         elif isinstance(sigma, torch.Tensor):
@@ -301,14 +321,18 @@ class _FusedGaussianGraph(torch.autograd.Function):
         else:
             sigma = torch.tensor(float(sigma), dtype=x.dtype, device=x.device)
         scale = -0.5 / (sigma * sigma)
-        s_v = F.threshold_(sq.mul_(scale).exp_(), KERNEL_FLOOR, 0.0)  # Eq. (3), in place
-        s = s_v if s_a is None else torch.add(s_a, s_v, alpha=mu)  # Eq. (5)
+        if fast:
+            s_norm, s_v, s, inv = native.graph_forward(gram, norms, s_a, float(mu),
+                                                       float(scale), KERNEL_FLOOR, adjacency)
+        else:
+            s_v = F.threshold_(sq.mul_(scale).exp_(), KERNEL_FLOOR, 0.0)  # Eq. (3), in place
+            s = s_v if s_a is None else torch.add(s_a, s_v, alpha=mu)  # Eq. (5)
+            inv = degree_scaling(s.sum(dim=1), adjacency)
+            s_norm = s * inv.unsqueeze(1)
+            if adjacency == "sym":
+                s_norm.mul_(inv.unsqueeze(0))
         ctx.mark_non_differentiable(s_v, s, sigma)
         ctx.set_materialize_grads(False)  # no zero (n, n) gradients for S^v and S
-        inv = degree_scaling(s.sum(dim=1), adjacency)
-        s_norm = s * inv.unsqueeze(1)
-        if adjacency == "sym":
-            s_norm.mul_(inv.unsqueeze(0))
         ctx.save_for_backward(x, s_v, s, inv)
         ctx.weight = scale * (mu if s_a is not None else 1.0)  # d S / d sq = weight * S^v
         ctx.adjacency = adjacency
@@ -320,19 +344,23 @@ class _FusedGaussianGraph(torch.autograd.Function):
             return None, None, None, None, None
         x, s_v, s, inv = ctx.saved_tensors
         w = ctx.weight
-        # t = g * dS~/dS entrywise (a_i a_j, or iota_i); P = g * S~ = t * S
-        t = g * inv.unsqueeze(1)
-        if ctx.adjacency == "sym":
-            t.mul_(inv.unsqueeze(0))
-        buf = torch.mul(t, s)  # P; its memory is reused for the transpose below
-        if ctx.adjacency == "sym":
-            c = (buf.sum(dim=1) + buf.sum(dim=0)) * inv.square() * (-0.5)
+        if native.usable(g, x):
+            q, q_sum = native.graph_backward(g, inv, s, s_v, ctx.adjacency)
         else:
-            c = -buf.sum(dim=1) * inv
-        dsq = t.add_(c.unsqueeze(1)).mul_(s_v)  # dL/dsq divided by w
-        dsq.fill_diagonal_(0.0)
-        q = buf.copy_(dsq.T).add_(dsq)  # Q / w; a strided a + a.T is ~8x slower on CPU
-        dx = torch.addmm(x * (2.0 * q.sum(dim=1, keepdim=True)), q, x, alpha=-2.0).mul_(w)
+            # t = g * dS~/dS entrywise (a_i a_j, or iota_i); P = g * S~ = t * S
+            t = g * inv.unsqueeze(1)
+            if ctx.adjacency == "sym":
+                t.mul_(inv.unsqueeze(0))
+            buf = torch.mul(t, s)  # P; its memory is reused for the transpose below
+            if ctx.adjacency == "sym":
+                c = (buf.sum(dim=1) + buf.sum(dim=0)) * inv.square() * (-0.5)
+            else:
+                c = -buf.sum(dim=1) * inv
+            dsq = t.add_(c.unsqueeze(1)).mul_(s_v)  # dL/dsq divided by w
+            dsq.fill_diagonal_(0.0)
+            q = buf.copy_(dsq.T).add_(dsq)  # Q / w; a strided a + a.T is ~8x slower on CPU
+            q_sum = q.sum(dim=1)
+        dx = torch.addmm(x * (2.0 * q_sum.unsqueeze(1)), q, x, alpha=-2.0).mul_(w)
         return dx, None, None, None, None
 
 
