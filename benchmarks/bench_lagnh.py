@@ -12,7 +12,10 @@ paper variant (d' = 512, hidden 1,024). In the same run it measures:
   extrapolated from it (``ms/step x 5 x 300``) when fewer epochs are run;
 * **FLOPs of a step** counted from the layer shapes (:func:`step_flops`, every matmul of the
   forward and backward passes of one discriminator + one generator step as implemented), checked
-  against ``torch.utils.flop_counter.FlopCounterMode`` on one real step;
+  against ``torch.utils.flop_counter.FlopCounterMode`` on one real step; the achieved rate is an
+  epoch's FLOPs (:func:`epoch_flops`: 4 batches of 1,024 and one of 904) over an epoch's time;
+* which **elementwise kernels** ran: ``C`` (:mod:`pipeline.lagnh.native`, the default where a C
+  compiler is found) or ``torch`` (``LAGNH_NATIVE=0``, or no compiler);
 * **dense fp32 matmul rate** of the same machine (2048 x 2048 x 2048 ``torch.mm``, median of 5
   after warm-up, on ``jobs x threads`` threads), before and after training; "% of matmul rate"
   uses their mean;
@@ -56,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
-from pipeline.lagnh import method  # noqa: E402
+from pipeline.lagnh import method, native  # noqa: E402
 from pipeline.lagnh.model import build_models, pick_device, resolve_options  # noqa: E402
 from pipeline.lagnh.train import train_step  # noqa: E402
 
@@ -108,6 +111,13 @@ def step_flops(batch: int, d: int, c: int, bits: int, d_att: int = 512, hidden: 
     # D step on prior + fake: forward, weight grads, input grads of the hidden layers
     d_step = 2 * d_fwd + 2 * d_fwd + 2 * (d_fwd - first)
     return fwd + bwd + d_step
+
+
+def epoch_flops(n: int, batch: int, d: int, c: int, bits: int) -> int:
+    """Matmul FLOPs of one epoch: :func:`step_flops` summed over its batches (the last one
+    holds the remainder, e.g. 5,000 = 4 x 1,024 + 904)."""
+    sizes = [batch] * (n // batch) + ([n % batch] if n % batch else [])
+    return sum(step_flops(b, d, c, bits) for b in sizes)
 
 
 def step_inputs(batch: int, d: int, c: int, bits: int, device: torch.device) -> tuple:
@@ -291,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     full_s = ms_step * steps * 300 / 1000
     flops = step_flops(args.batch, args.dim, args.classes, args.bits)
     counted = counted_flops(args.batch, args.dim, args.classes, args.bits, device)
-    gflops = sum(flops / (ms / 1000) / 1e9 for ms in ms_jobs)  # summed over the jobs
+    per_epoch = epoch_flops(args.n_train, args.batch, args.dim, args.classes, args.bits)
+    # achieved rate = an epoch's FLOPs / an epoch's time, summed over the jobs
+    gflops = sum(per_epoch / (ms * steps / 1000) / 1e9 for ms in ms_jobs)
     rate = (rate0 + rate1) / 2
     torch.set_num_threads(threads)  # the floor of one job, as that job runs it
     floor_s, floor_flops = matmul_floor(args.batch, args.dim, args.classes, args.bits, device)
@@ -314,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     wait = _WAIT_POLICY or "unset: spin, then sleep"
     layout = f"{args.jobs} × {threads}" if args.jobs > 1 else f"{threads}"
+    kernels = "C" if device.type == "cpu" and native.library() is not None else "torch"
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = [
         f"### LAGNH speed, {when} — {name} ({device.type}, torch {torch.__version__})",
@@ -327,13 +340,16 @@ def main(argv: list[str] | None = None) -> int:
            + ", ".join(f"{m:.1f}" for m in ms_jobs) if args.jobs > 1 else "") + ".",
         "",
         "| device | jobs × threads (OMP_WAIT_POLICY) | load avg (1 min) before → after "
-        "| ms/step | 300 epochs (s) | GFLOP/step | achieved GFLOP/s | matmul rate GFLOP/s "
+        "| elementwise kernels | ms/step | 300 epochs (s) | GFLOP/step (full batch) "
+        "| GFLOP/epoch | achieved GFLOP/s | matmul rate GFLOP/s "
         "(before/after) | % of matmul rate | matmul-only floor | "
         f"encode {args.n_encode:,}: inductive / batch (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| {name} | {layout} ({wait}) | {load0[0]:.2f} → {load1[0]:.2f} | {ms_step:.1f} "
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {name} | {layout} ({wait}) | {load0[0]:.2f} → {load1[0]:.2f} | {kernels} "
+        f"| {ms_step:.1f} "
         f"| {full_s:.1f}{' (extrapolated)' if args.epochs < 300 else ''} "
-        f"| {flops / 1e9:.2f} (counter: {counted / 1e9:.2f}) | {gflops:.1f} "
+        f"| {flops / 1e9:.2f} (counter: {counted / 1e9:.2f}) | {per_epoch / 1e9:.2f} "
+        f"| {gflops:.1f} "
         f"| {rate:.1f} ({rate0:.1f}/{rate1:.1f}) | **{100 * gflops / rate:.0f}%** "
         f"| {1000 * floor_s:.1f} ms = {floor_pct:.0f}% "
         f"| {enc['inductive']:.2f} / {enc['batch']:.2f} |",

@@ -33,6 +33,13 @@ def test_step_flops_equal_the_counted_flops_of_a_real_step(bench, shape) -> None
     assert bench.step_flops(batch, d, c, bits, d_att=32, hidden=48) != counted
 
 
+def test_epoch_flops_count_the_short_last_batch(bench) -> None:
+    full = bench.step_flops(1024, 4096, 80, 32)
+    assert bench.epoch_flops(4096, 1024, 4096, 80, 32) == 4 * full
+    epoch = bench.epoch_flops(5000, 1024, 4096, 80, 32)  # 4 x 1,024 + 904
+    assert epoch == 4 * full + bench.step_flops(904, 4096, 80, 32) < 5 * full
+
+
 def test_matmul_floor_replays_exactly_the_steps_matmuls(bench) -> None:
     seconds, flops = bench.matmul_floor(64, 96, 7, 16, torch.device("cpu"), repeats=2)
     assert seconds > 0
@@ -50,6 +57,10 @@ def test_main_writes_a_table_row(bench, tmp_path: Path, jobs: int) -> None:
     layout = "| 2 × 1 (" if jobs == 2 else "| 1 ("
     assert layout in text and "encode 50: inductive" in text and "matmul-only floor" in text
     row = [line for line in text.splitlines() if line.startswith("| ") and "ms =" in line]
-    assert len(row) == 1 and row[0].count("|") == 12
+    assert len(row) == 1 and row[0].count("|") == 14
+    cells = [c.strip() for c in row[0].split("|")[1:-1]]
+    assert cells[3] in ("C", "torch")  # which elementwise kernels ran
+    # 96 = 2 x 48: GFLOP/epoch = 2 x GFLOP/step
+    assert float(cells[7]) == pytest.approx(2 * float(cells[6].split()[0]), abs=0.011)
     if jobs == 2:
         assert "2 trainings at once, ms/step per job: " in text
