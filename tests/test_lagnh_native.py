@@ -180,3 +180,25 @@ def test_compile_error_names_the_command(mode, monkeypatch: pytest.MonkeyPatch, 
                                            r"error: broken.*LAGNH_NATIVE=0"):
         native.build()
     assert list((tmp_path / "cache").iterdir()) == []  # the temp file is removed
+
+
+def test_fit_records_the_kernels_and_follows_the_torch_path(mode) -> None:
+    """A short seeded training with the C kernels tracks the torch path's losses closely and
+    says which kernels it used; twice with the C kernels is bit-identical."""
+    from pipeline.lagnh import method
+
+    g = torch.Generator().manual_seed(6)
+    x = torch.relu(torch.randn(120, 24, generator=g)).numpy()
+    y = (torch.rand(120, 5, generator=g) < 0.3).float().numpy()
+    params = {"epochs": 3, "batch_size": 64, "d_att": 16, "hidden": 32, "device": "cpu"}
+    states = {}
+    for on in (True, False, True):
+        mode(on)
+        states.setdefault(on, []).append(method.fit(x, y, 8, params, seed=1))
+    assert states[True][0]["kernels"] == "C" and states[False][0]["kernels"] == "torch"
+    a, b = states[True]
+    assert all(torch.equal(a["generator"][k], b["generator"][k]) for k in a["generator"])
+    for row_c, row_t in zip(states[True][0]["history"], states[False][0]["history"],
+                            strict=True):
+        for key in ("loss_total", "loss_recons", "loss_quan", "loss_cl"):
+            assert row_c[key] == pytest.approx(row_t[key], rel=1e-3)

@@ -20,6 +20,8 @@ key                content
                    of the default rule over the last training epoch (None without S^v)
 ``history``        one dict per epoch: ``epoch``, ``loss_total``, ``loss_gan_g``,
                    ``loss_gan_d``, ``loss_recons``, ``loss_quan``, ``loss_cl``, ``seconds``
+``kernels``        ``"C"`` or ``"torch"``: which elementwise kernels trained it
+                   (:mod:`pipeline.lagnh.native`; the two agree to float rounding)
 =================  ==========================================================================
 
 ``encode(state, X, Y, params) -> bool (N, bits)`` applies Eq. (13), ``True`` = +1. Of ``params``
@@ -30,14 +32,18 @@ rest of the model is fixed by the state); missing keys fall back to the values u
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import numpy as np
 import torch
 
+from . import native
 from .encode import build_reference, encode_batchwise, encode_inductive, hash_codes
 from .model import LAGNHOptions, build_models, pick_device, resolve_options
 from .train import train_lagnh
+
+log = logging.getLogger(__name__)
 
 STATE_FORMAT = "lagnh-state"
 STATE_VERSION = 1
@@ -97,6 +103,9 @@ def fit(X: np.ndarray, Y: np.ndarray | None, bits: int, params: dict[str, Any] |
     result = train_lagnh(X, Y if opts.use_aux else None, bits, opts, seed=seed)
     gen = result.generator
     device = next(gen.parameters()).device
+    kernels = "C" if device.type == "cpu" and native.library() is not None else "torch"
+    log.info("lagnh: elementwise kernels of the training step: %s%s", kernels,
+             "" if kernels == "C" else " (no C compiler, LAGNH_NATIVE=0 or not on the CPU)")
     with torch.no_grad():
         xbar = torch.cat([
             gen.attention.project(torch.from_numpy(X[s:s + 4096]).to(device)).cpu()
@@ -117,6 +126,7 @@ def fit(X: np.ndarray, Y: np.ndarray | None, bits: int, params: dict[str, Any] |
         "reference": {"xbar": xbar.contiguous(), "y": ref_y},
         "sigma": result.sigma,
         "history": result.history,
+        "kernels": kernels,
     }
 
 
