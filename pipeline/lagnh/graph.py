@@ -378,8 +378,10 @@ def normalized_gaussian_graph(
     Same value as ``normalized_adjacency(augmented_graph(gaussian_similarity(x, sigma), s_a, mu,
     "fused" if s_a is not None else "visual"), adjacency)``; with ``fused=True`` (default) it runs
     as :class:`_FusedGaussianGraph` (about 3× fewer passes over the n × n matrices, gradient checked
-    against autograd of the plain composition in the tests). :math:`S^v` and :math:`S` are
-    returned without gradient (used only as reconstruction targets). :math:`S^a` is a constant.
+    against autograd of the plain composition in the tests); for CPU float32 inputs its
+    elementwise chains, and the σ rule, run as C kernels (:mod:`pipeline.lagnh.native`).
+    :math:`S^v` and :math:`S` are returned without gradient (used only as reconstruction
+    targets). :math:`S^a` is a constant.
 
     Args:
         x (Tensor): :math:`X^{att}`, shape (n, d').
