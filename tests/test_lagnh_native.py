@@ -202,3 +202,11 @@ def test_fit_records_the_kernels_and_follows_the_torch_path(mode) -> None:
                             strict=True):
         for key in ("loss_total", "loss_recons", "loss_quan", "loss_cl"):
             assert row_c[key] == pytest.approx(row_t[key], rel=1e-3)
+
+
+def test_compile_flags_per_architecture() -> None:
+    """The x86-only vector-width flag is not passed to compilers for other CPUs."""
+    assert "-mprefer-vector-width=512" in native.compile_flags("x86_64")
+    arm = native.compile_flags("aarch64")
+    assert "-mprefer-vector-width=512" not in arm and "-march=native" in arm
+    assert "-ffp-contract=off" in arm and "-fopenmp" in arm

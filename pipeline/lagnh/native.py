@@ -9,8 +9,8 @@ are those of the torch path up to float rounding (exp and summation order; the t
 both).
 
 Build: on first use ``kernels.c`` is compiled with the system C compiler (``$CC``, else ``cc``),
-``-O3 -march=native -mprefer-vector-width=512 -ffp-contract=off
--fopenmp``, into ``$LAGNH_KERNEL_CACHE`` (default
+``-O3 -march=native -ffp-contract=off -fopenmp`` (plus
+``-mprefer-vector-width=512`` on x86-64), into ``$LAGNH_KERNEL_CACHE`` (default
 ``$XDG_CACHE_HOME/lagnh-pipeline``, i.e. ``~/.cache/lagnh-pipeline``) as
 ``lagnh_kernels-<hash>.so``; the hash covers the source, the flags, the compiler's version and
 the CPU's model and flags, so a cluster node never loads code built for another CPU. The library
@@ -37,8 +37,17 @@ import torch
 from torch import Tensor
 
 SOURCE = Path(__file__).with_name("kernels.c")
-FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-ffp-contract=off", "-fopenmp",
-         "-shared", "-fPIC")
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC")
+#: x86-64 only: 512-bit vectors where the CPU has them (the exp loops run ~20% faster here).
+X86_FLAGS = ("-mprefer-vector-width=512",)
+
+
+def compile_flags(machine: str | None = None) -> tuple[str, ...]:
+    """Compiler flags for this (or the named) machine architecture."""
+    machine = (machine or platform.machine()).lower()
+    return FLAGS + (X86_FLAGS if machine in ("x86_64", "amd64") else ())
+
+
 #: ``LAGNH_NATIVE=0`` (or ``false``/``no``/``off``) forces the torch path.
 ENV_SWITCH = "LAGNH_NATIVE"
 
@@ -102,8 +111,9 @@ def build(force: bool = False) -> Path:
     except (OSError, subprocess.SubprocessError) as exc:
         raise RuntimeError(f"C compiler {cc} does not run: {exc}") from exc
     src = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([src, " ".join(FLAGS).encode(), "".join(version).encode(),
-                                     _cpu_id().encode()])).hexdigest()[:16]
+    parts = [src, " ".join(compile_flags()).encode(), "".join(version).encode(),
+             _cpu_id().encode()]
+    key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
     out_dir = cache_dir()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +125,7 @@ def build(force: bool = False) -> Path:
         return lib
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=lib.name + ".", suffix=".tmp")
     os.close(fd)
-    cmd = [cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"]
+    cmd = [cc, *compile_flags(), "-o", tmp, str(SOURCE), "-lm"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
