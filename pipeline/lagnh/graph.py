@@ -65,19 +65,15 @@ SIGMA_ROWS = 64
 def squared_distances(a: Tensor, b: Tensor | None = None) -> Tensor:
     r"""Pairwise squared Euclidean distances :math:`\lVert a_i - b_j \rVert^2`, clamped at 0.
 
-    Uses :math:`\lVert a\rVert^2 + \lVert b\rVert^2 - 2a^\top b` (one matmul).
+    Uses :math:`\lVert a\rVert^2 + \lVert b\rVert^2 - 2a^\top b` (one matmul, then
+    :func:`squared_from_gram`).
 
     Shapes: (n, d), (m, d) -> (n, m); ``b=None`` means ``b = a`` (diagonal set to exactly 0).
     """
-    same = b is None
+    norms = a.square().sum(dim=1)
     if b is None:
-        b = a
-    sq = a.square().sum(dim=1, keepdim=True) + b.square().sum(dim=1).unsqueeze(0) - 2.0 * (a @ b.T)
-    sq = sq.clamp_min(0.0)
-    if same:
-        sq = sq.clone() if sq.requires_grad else sq
-        sq.fill_diagonal_(0.0)
-    return sq
+        return squared_from_gram(a @ a.T, norms, norms)
+    return squared_from_gram(a @ b.T, norms, b.square().sum(dim=1), same_nodes=False)
 
 
 def default_sigma(x: Tensor, k: float = SIGMA_NEIGHBOR) -> Tensor:
@@ -151,13 +147,19 @@ def sigma_from_squared_distances(
         return torch.where(has_pos, torch.exp(lo + t * (hi - lo)).reshape(()), one)
 
 
-def _squared_from_gram(gram: Tensor, norms_rows: Tensor, norms: Tensor,
-                       out: Tensor | None = None) -> Tensor:
-    r""":math:`\max(|x_i|^2 + |x_j|^2 - 2 x_i^\top x_j, 0)` for the first rows of a Gram matrix,
-    diagonal exactly 0 (in place when ``out`` is ``gram``)."""
+def squared_from_gram(gram: Tensor, norms_rows: Tensor, norms: Tensor,
+                      out: Tensor | None = None, same_nodes: bool = True) -> Tensor:
+    r""":math:`\max(\lVert x_i\rVert^2 + \lVert x_j\rVert^2 - 2 x_i^\top x_j, 0)` from a Gram
+    matrix (rows i: ``norms_rows``, columns j: ``norms``), computed as
+    :math:`(-2G + n_i) + n_j`, the order the C kernels use too. ``same_nodes``: row i is node i
+    of the columns, so entry (i, i) is set to exactly 0. In place when ``out`` is ``gram``.
+
+    Shapes: (r, m), (r,), (m,) -> (r, m).
+    """
     sq = gram.mul(-2.0) if out is None else gram.mul_(-2.0)
     sq.add_(norms_rows.unsqueeze(1)).add_(norms.unsqueeze(0)).clamp_min_(0.0)
-    sq.diagonal().fill_(0.0)  # rows i < len(rows): entry (i, i)
+    if same_nodes:
+        sq.diagonal().fill_(0.0)  # rows i < r: entry (i, i)
     return sq
 
 
@@ -311,9 +313,9 @@ class _FusedGaussianGraph(torch.autograd.Function):
         gram = x @ x.T
         fast = native.usable(x, s_a)
         if fast:  # sq only for the rows the bandwidth rule reads; the rest happens in C
-            sq = _squared_from_gram(gram[:SIGMA_ROWS], norms[:SIGMA_ROWS], norms)
+            sq = squared_from_gram(gram[:SIGMA_ROWS], norms[:SIGMA_ROWS], norms)
         else:
-            sq = _squared_from_gram(gram, norms, norms, out=gram)
+            sq = squared_from_gram(gram, norms, norms, out=gram)
         if sigma is None:
             sigma = sigma_from_squared_distances(sq)
         elif isinstance(sigma, torch.Tensor):

@@ -98,7 +98,7 @@ def _compiler() -> str | None:
     return shutil.which(cc)
 
 
-def build(force: bool = False) -> Path:
+def build() -> Path:
     """Compile ``kernels.c`` into the cache (once per source, compiler and CPU) and return the
     library's path. Raises ``RuntimeError`` naming the compiler command and its output."""
     cc = _compiler()
@@ -121,7 +121,7 @@ def build(force: bool = False) -> Path:
         out_dir = Path(tempfile.gettempdir()) / f"lagnh-pipeline-{os.getuid()}"
         out_dir.mkdir(parents=True, exist_ok=True)
     lib = out_dir / f"lagnh_kernels-{key}.so"
-    if lib.exists() and not force:
+    if lib.exists():
         return lib
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=lib.name + ".", suffix=".tmp")
     os.close(fd)
@@ -145,7 +145,6 @@ def library() -> ctypes.CDLL | None:
         return None
     if "lib" not in _state:
         try:
-            torch.get_num_threads()  # torch (and its OpenMP runtime) is loaded first
             lib = ctypes.CDLL(str(build()))
             for name, (res, args) in _SIGNATURES.items():
                 fn = getattr(lib, name)
