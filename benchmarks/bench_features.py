@@ -36,6 +36,7 @@ import torch
 from machine import cpu_name  # benchmarks/machine.py
 from PIL import Image
 
+from pipeline.artifacts import atomic_path
 from pipeline.features import ImageFiles, build_backbone, extract, normalise
 
 
@@ -192,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines + ["", *rows]) + "\n"
     print("\n" + text)
     if a.out:
-        a.out.write_text(text)
+        with atomic_path(a.out) as tmp:
+            tmp.write_text(text)
     return 0
 
 

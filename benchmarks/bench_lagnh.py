@@ -59,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
+from pipeline.artifacts import atomic_path  # noqa: E402
 from pipeline.lagnh import method, native  # noqa: E402
 from pipeline.lagnh.model import build_models, pick_device, resolve_options  # noqa: E402
 from pipeline.lagnh.train import train_step  # noqa: E402
@@ -362,9 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("a") as fh:
-            fh.write(text + "\n")
+        before = args.out.read_text() if args.out.exists() else ""
+        with atomic_path(args.out) as tmp:  # appended as a whole, never half-written
+            tmp.write_text(before + text + "\n")
     return 0
 
 

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
+from pipeline.artifacts import atomic_path  # noqa: E402
 from pipeline.eval.hamming import default_threads, hamming_topk  # noqa: E402
 from pipeline.eval.metrics import mean_average_precision  # noqa: E402
 
@@ -139,12 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines) + "\n"
     print(table)
     if a.out:
-        out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(table)
-        os.replace(tmp, out)
-        print(f"wrote {out}", file=sys.stderr)
+        with atomic_path(a.out) as tmp:
+            tmp.write_text(table)
+        print(f"wrote {a.out}", file=sys.stderr)
     return 0
 
 

@@ -64,3 +64,10 @@ def test_main_writes_a_table_row(bench, tmp_path: Path, jobs: int) -> None:
     assert float(cells[7]) == pytest.approx(2 * float(cells[6].split()[0]), abs=0.011)
     if jobs == 2:
         assert "2 trainings at once, ms/step per job: " in text
+    else:  # a second run appends its table; the first stays whole
+        bench.main(["--epochs", "1", "--n-train", "48", "--dim", "16", "--classes", "3",
+                    "--bits", "4", "--batch", "48", "--n-encode", "10", "--neighbors", "2",
+                    "--threads", "1", "--device", "cpu", "--out", str(out)])
+        again = out.read_text()
+        assert again.startswith(text) and again.count("### LAGNH speed") == 2
+        assert not list(tmp_path.glob(".*tmp*"))
