@@ -5,7 +5,11 @@
  * matrix products stay in torch. float32, row-major, contiguous. OpenMP over rows with a static
  * schedule and per-thread partial sums combined in thread order, so results are deterministic
  * for a given thread count. Compiled with -ffp-contract=off: the squared distances are the
- * same floats as the torch path's; exp differs from torch's in the last bit or two.
+ * same floats as the torch path's; exp differs from torch's in the last bit or two. And with
+ * -fno-trapping-math: without it GCC 12 leaves the loops whose selects (a > b ? a : b) guard a
+ * computation scalar on AVX2 CPUs ("control flow in loop"; AVX-512's masks hid this), and the
+ * three loops marked "vectorized:" below ran about 4x slower (tests/test_lagnh_native.py checks
+ * the compiler's vectorisation report for each mark).
  *
  *   graph_forward     Eq. (3)-(5) and D^-1/2 S D^-1/2 (or D^-1 S) from the Gram matrix
  *   graph_backward    the backward of graph_forward down to Q = dL/dsq + (dL/dsq)^T
@@ -57,7 +61,7 @@ void graph_forward(int n, float *g, const float *norms, const float *s_a, float 
         const float ni = norms[i];
         float deg = 0.0f;
 #pragma omp simd
-        for (int j = 0; j < n; j++) {
+        for (int j = 0; j < n; j++) { /* vectorized: graph kernel */
             float sq = gi[j] * -2.0f + ni + norms[j];
             sq = sq > 0.0f ? sq : 0.0f;
             float arg = sq * scale;
@@ -214,7 +218,7 @@ double cos_recon(int n, float *r, const float *target, float k, int nthreads) {
         const float *ti = target + (size_t)i * n;
         float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
-        for (int j = 0; j < n; j++) {
+        for (int j = 0; j < n; j++) { /* vectorized: Eq. 9 residual */
             float v = ri[j] > 0.0f ? ri[j] : 0.0f;
             float d = v - k * ti[j];
             acc += d * d;
@@ -230,8 +234,10 @@ double cos_recon(int n, float *r, const float *target, float k, int nthreads) {
 
 /* Bandwidth rule of pipeline.lagnh.graph.sigma_from_squared_distances (same bracketing, grid
  * and interpolation) on sq (rows x n, row stride n, clamped at 0, own node at distance 0).
- * Returns sigma, or 1 when no distance is positive. */
-float sigma_rule(int rows, int n, const float *sq, float target, int stages, int grid) {
+ * Returns sigma, or 1 when no distance is positive. The grid points of a stage run in parallel,
+ * each summed by one thread in a fixed order: the result does not depend on nthreads. */
+float sigma_rule(int rows, int n, const float *sq, float target, int stages, int grid,
+                 int nthreads) {
     float pos = INFINITY, mx = 0.0f;
     for (int i = 0; i < rows; i++) {
         const float *si = sq + (size_t)i * n;
@@ -249,15 +255,16 @@ float sigma_rule(int rows, int n, const float *sq, float target, int stages, int
     float ls[64], deg[64], d_lo = 0.0f, d_hi = 0.0f;
     if (grid > 64) grid = 64;
     for (int stage = 0; stage < stages; stage++) {
+        for (int k = 0; k < grid; k++) ls[k] = lo + (hi - lo) * ((float)k / (float)(grid - 1));
+#pragma omp parallel for schedule(static) num_threads(nthreads)
         for (int k = 0; k < grid; k++) {
-            ls[k] = lo + (hi - lo) * ((float)k / (float)(grid - 1));
             const float coef = -0.5f * expf(-2.0f * ls[k]);
             float total = 0.0f;
             for (int i = 0; i < rows; i++) {
                 const float *si = sq + (size_t)i * n;
                 float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
-                for (int j = 0; j < n; j++) {
+                for (int j = 0; j < n; j++) { /* vectorized: sigma grid */
                     float arg = si[j] * coef;
                     acc += exp_le0(arg > -87.0f ? arg : -87.0f);
                 }
