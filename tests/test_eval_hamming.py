@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,8 +41,12 @@ def test_hand_made_ties_by_index():
     assert full.tolist() == [[2, 0, 3, 4, 1]] and dfull.tolist() == [[0, 1, 1, 1, 4]]
 
 
+CUDA = pytest.param("cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")])
+
+
 @pytest.mark.parametrize("bits", [8, 16, 24, 32, 48, 64, 72, 128, 264])
-@pytest.mark.parametrize("device", ["numpy", "cpu"])
+@pytest.mark.parametrize("device", ["numpy", "cpu", CUDA])
 def test_topk_matches_brute_force(bits, device):
     rng = np.random.default_rng(bits)
     n = 700
@@ -96,12 +101,13 @@ def test_code_words_layout(nbytes, dtype, words):
 
 
 @pytest.mark.parametrize("bits", [16, 24, 48, 64])
-def test_distance_equals_inner_product_form(bits):
+@pytest.mark.parametrize("torch_device", ["cpu", CUDA])
+def test_distance_equals_inner_product_form(bits, torch_device):
     rng = np.random.default_rng(bits + 1)
     qb, dbb = random_codes(rng, 9, bits), random_codes(rng, 31, bits)
     pm = lambda b: np.where(b, 1, -1)  # noqa: E731
     expected = (bits - pm(qb) @ pm(dbb).T) // 2
-    for device in ("numpy", "cpu"):
+    for device in ("numpy", torch_device):
         got = hamming_distance(pack_codes(qb), pack_codes(dbb), chunk=4, device=device)
         np.testing.assert_array_equal(got, expected)
 
