@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from pipeline.lagnh import method
-from pipeline.lagnh.encode import build_reference, encode_batchwise, encode_inductive
+from pipeline.lagnh.encode import (
+    batch_scale,
+    build_reference,
+    encode_batchwise,
+    encode_inductive,
+)
 from pipeline.lagnh.model import build_models, resolve_options
 from pipeline.lagnh.train import HISTORY_TERMS, train_step
 from pipeline.methods import get_method
@@ -160,6 +165,40 @@ def test_inductive_matches_written_out_formula(trained: dict) -> None:
         torch.from_numpy(xq), torch.from_numpy(yq).float(), opts.sigma)
     assert opts.sigma == trained["sigma"] and trained["sigma"] > 0  # the training bandwidth
     assert torch.allclose(z, oracle, atol=1e-4, rtol=1e-4)
+
+
+def test_batch_scale_matches_a_training_batch_row() -> None:
+    """A reference row over all m images, scaled by batch_scale, has the degree and self weight
+    a training batch of B images gives the same image on average (Monte Carlo over batches
+    built by the training code itself)."""
+    m, batch = 40, 10
+    x, y = _data(m, seed=4)
+    opts = resolve_options({**TINY, "sigma": 2.0, "ablation": "no-att", "encode_neighbors": None})
+    torch.manual_seed(0)
+    gen, _ = build_models(D, C, 16, opts)
+    gen.eval()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y).float()
+    with torch.no_grad():
+        xbar = gen.attention.project(xt)
+        ref = build_reference(gen, xbar, yt, None, block=8, scale=batch_scale(batch, m))
+        gen_deg = torch.zeros(m, dtype=torch.float64)
+        gen_self = torch.zeros(m, dtype=torch.float64)
+        seen = torch.zeros(m, dtype=torch.float64)
+        rng = torch.Generator().manual_seed(1)
+        for _ in range(3000):
+            idx = torch.randperm(m, generator=rng)[:batch]
+            s = gen.build_graph(xbar[idx], yt[idx]).s.double()
+            deg = s.sum(dim=1)
+            gen_deg[idx] += deg
+            gen_self[idx] += s.diagonal() / deg
+            seen[idx] += 1
+    batch_deg, batch_self = gen_deg / seen, gen_self / seen
+    ref_self = (1.0 + yt.square().sum(dim=1)).double() / ref.degree.double()
+    assert torch.allclose(ref.degree.double(), batch_deg, rtol=0.03)
+    assert torch.allclose(ref_self, batch_self, rtol=0.05)
+    # unscaled rows over all 40 images have about four times a batch's neighbour weight
+    unscaled = build_reference(gen, xbar, yt, None, block=8, scale=1.0)
+    assert (unscaled.degree.double() > 1.5 * batch_deg).all()
 
 
 def test_batch_mode_runs_and_depends_on_batch(trained: dict) -> None:

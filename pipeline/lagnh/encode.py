@@ -118,6 +118,7 @@ class ReferenceGraph:
     degree: Tensor  #: (m,) degrees over their own rows
     messages: Tensor  #: (m, r) layer-2 messages h_v W_2^T of the reference images
     k: int | None  #: neighbours per row (None: all reference images)
+    scale: float = 1.0  #: factor on every neighbour weight (:func:`batch_scale`)
 
 
 class _Rows:
@@ -138,6 +139,7 @@ class _Rows:
         sigma: float,
         k: int | None,
         self_index: Tensor | None,
+        scale: float = 1.0,
     ) -> None:
         o = gen.opts
         m = ref_x.shape[0]
@@ -166,6 +168,8 @@ class _Rows:
                 s_a = s_a.scatter(1, self_index.unsqueeze(1), 0.0)
             s = s + s_a
             s_self = s_self + y.square().sum(dim=1)
+        if scale != 1.0:  # a training batch's share of the neighbours (see build_reference)
+            s = s * scale
         self.s = s  # (B, m) or (B, k)
         self.s_self = s_self  # (B,)
         self.degree = s_self + s.sum(dim=1)
@@ -208,8 +212,10 @@ def build_reference(
     ref_y: Tensor | None,
     k: int | None,
     block: int = 256,
+    scale: float = 1.0,
 ) -> ReferenceGraph:
-    """Reference graph from the stored training :math:`\\bar{x}` (m, d') and labels (m, c)."""
+    """Reference graph from the stored training :math:`\\bar{x}` (m, d') and labels (m, c);
+    every neighbour weight times ``scale`` (:func:`batch_scale`)."""
     gen.eval()
     o = gen.opts
     device = next(gen.parameters()).device
@@ -234,7 +240,7 @@ def build_reference(
         idx = _pad(torch.arange(s, e, device=device), block)
         yb = _pad(ref_y[s:e], block) if ref_y is not None else None
         return _Rows(gen, _pad(x_att[s:e], block), yb, x_att, sq_norm, ref_y, float(sigma), k,
-                     idx)
+                     idx, scale)
 
     cached = [] if k is not None and k < m - 1 else None  # K-neighbour rows are small: keep them
     degree = []
@@ -253,7 +259,31 @@ def build_reference(
         h = torch.relu(_linear(agg, conv1.weight, conv1.bias))
         messages.append((h @ conv2.weight.T)[: e - s])
     return ReferenceGraph(x_att, sq_norm, ref_y, factors, float(sigma), degree_t,
-                          torch.cat(messages), k)
+                          torch.cat(messages), k, scale)
+
+
+def batch_scale(batch_size: int, m: int) -> float:
+    r"""Neighbour-weight factor that gives a row over all :math:`m` reference images the degree
+    and self weight of a row in a training batch of :math:`B` = ``batch_size`` images.
+
+    A training node sees itself and :math:`B' - 1` others, :math:`B' = \min(B, m)`, drawn at
+    random; over the reference set it sees :math:`m - 1` (a reference image) or :math:`m` (a new
+    image) others. Scaling every neighbour weight by
+
+    .. math::
+        f = \frac{B' - 1}{m - 1}
+
+    makes the neighbours' total weight the expectation of a random batch's, so the degree
+    :math:`d_u` and the self weight :math:`s_{uu}/d_u` of Eq. (6)-(7) match training, while
+    every neighbour still contributes (no random subset: the code stays deterministic).
+
+    Example (COCO's 5,000 training images in batches of 1,024; the demo's 1,000 in one batch):
+        >>> round(batch_scale(1024, 5000), 4), batch_scale(1024, 1000)
+        (0.2046, 1.0)
+    """
+    if m < 2:
+        return 1.0
+    return (min(int(batch_size), m) - 1) / (m - 1)
 
 
 def _linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -281,7 +311,8 @@ def encode_inductive(
             yb = _pad(_to_device(Y[s:e], device), block)
         xbar = gen.attention.project(xb)
         x_att = _attend(gen, xbar, ref.attention, yb)
-        rows = _Rows(gen, x_att, yb, ref.x_att, ref.sq_norm, ref.y, ref.sigma, ref.k, None)
+        rows = _Rows(gen, x_att, yb, ref.x_att, ref.sq_norm, ref.y, ref.sigma, ref.k, None,
+                     ref.scale)
         w_self, w_nb = rows.weights(o.adjacency, ref.degree)
         h = torch.relu(_linear(rows.aggregate(w_self, w_nb, x_att, ref.x_att),
                                conv1.weight, conv1.bias))

@@ -308,7 +308,7 @@ class _FusedGaussianGraph(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, s_a, mu, sigma, adjacency):  # type: ignore[override]
+    def forward(ctx, x, s_a, mu, sigma, adjacency, sigma_k):  # type: ignore[override]
         norms = x.square().sum(dim=1)
         gram = x @ x.T
         fast = native.usable(x, s_a)
@@ -317,7 +317,7 @@ class _FusedGaussianGraph(torch.autograd.Function):
         else:
             sq = squared_from_gram(gram, norms, norms, out=gram)
         if sigma is None:
-            sigma = sigma_from_squared_distances(sq)
+            sigma = sigma_from_squared_distances(sq, sigma_k)
         elif isinstance(sigma, torch.Tensor):
             sigma = sigma.detach().to(dtype=x.dtype, device=x.device).clone()
         else:
@@ -343,7 +343,7 @@ class _FusedGaussianGraph(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g, *_unused):  # type: ignore[override]
         if g is None:
-            return None, None, None, None, None
+            return None, None, None, None, None, None
         x, s_v, s, inv = ctx.saved_tensors
         w = ctx.weight
         if native.usable(g, x):
@@ -363,7 +363,7 @@ class _FusedGaussianGraph(torch.autograd.Function):
             q = buf.copy_(dsq.T).add_(dsq)  # Q / w; a strided a + a.T is ~8x slower on CPU
             q_sum = q.sum(dim=1)
         dx = torch.addmm(x * (2.0 * q_sum.unsqueeze(1)), q, x, alpha=-2.0).mul_(w)
-        return dx, None, None, None, None
+        return dx, None, None, None, None, None
 
 
 def normalized_gaussian_graph(
@@ -373,6 +373,7 @@ def normalized_gaussian_graph(
     sigma: float | Tensor | None = None,
     adjacency: str = "sym",
     fused: bool = True,
+    sigma_k: float = SIGMA_NEIGHBOR,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     r""":math:`\tilde{S}`, :math:`S^v`, :math:`S` and :math:`\sigma` from attentive features
     (training path).
@@ -392,6 +393,8 @@ def normalized_gaussian_graph(
         sigma (float, optional): bandwidth; ``None`` uses :func:`default_sigma`.
         adjacency (str): ``"sym"`` or ``"row"`` (default: ``"sym"``).
         fused (bool): use the fused autograd function (default: ``True``).
+        sigma_k (float): target mean visual degree of the default bandwidth rule
+            (:func:`default_sigma`, default: 7); unused when ``sigma`` is given.
 
     Shapes: (n, d') -> ((n, n), (n, n), (n, n), ()).
     """
@@ -400,8 +403,8 @@ def normalized_gaussian_graph(
                          f"{ADJACENCY_MODES}")
     s_a = None if s_a is None else s_a.detach()
     if fused:
-        return _FusedGaussianGraph.apply(x, s_a, float(mu), sigma, adjacency)
-    sigma_t = default_sigma(x) if sigma is None else torch.as_tensor(sigma, dtype=x.dtype)
+        return _FusedGaussianGraph.apply(x, s_a, float(mu), sigma, adjacency, float(sigma_k))
+    sigma_t = default_sigma(x, sigma_k) if sigma is None else torch.as_tensor(sigma, dtype=x.dtype)
     s_v = gaussian_similarity(x, sigma_t)
     s = augmented_graph(s_v, s_a, mu, "visual" if s_a is None else "fused")
     return normalized_adjacency(s, adjacency), s_v.detach(), s.detach(), sigma_t

@@ -51,6 +51,8 @@ ABLATIONS = (
     "recons-Sv",
 )
 ENCODE_MODES = ("inductive", "batch")
+#: Neighbour weights of the inductive encoding: a training batch's share, or unscaled.
+ENCODE_SCALES = ("batch", "none")
 DEVICES = ("auto", "cpu", "cuda")
 #: Reconstruction predictions: [cos(Z,Z)]_+ (Eq. 9), Z Z^T (recons-ZtZ), decoder X̂ (recons-feat).
 RECONS_PREDS = ("cos", "inner", "feat")
@@ -78,7 +80,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "dropout": 0.0,
     "encode_mode": "inductive",
     "encode_batch_size": 256,
-    "encode_neighbors": 64,
+    "encode_neighbors": None,
+    "encode_scale": "batch",
+    "sigma_neighbors": 7.0,
+    "recons_clip": False,
     "device": "auto",
 }
 
@@ -109,7 +114,10 @@ class LAGNHOptions:
     dropout: float = 0.0
     encode_mode: str = "inductive"
     encode_batch_size: int = 256
-    encode_neighbors: int | None = 64
+    encode_neighbors: int | None = None
+    encode_scale: str = "batch"  #: "batch" (:func:`~pipeline.lagnh.encode.batch_scale`) | "none"
+    sigma_neighbors: float = 7.0  #: k of the default bandwidth rule (graph.default_sigma)
+    recons_clip: bool = False  #: Eq. (9)'s target clipped at 1, the reach of [cos]_+
     device: str = "auto"
     # --- resolved switches -------------------------------------------------------------
     use_aux: bool = True  #: Y used at all (False under ``no-aux``)
@@ -160,6 +168,12 @@ def _check_float(name: str, value: Any, minimum: float = 0.0, strict: bool = Fal
     return float(value)
 
 
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"lagnh: {name} must be true or false, got {value!r}")
+    return value
+
+
 def resolve_options(params: dict[str, Any] | None = None) -> LAGNHOptions:
     """Validate the ``lagnh`` config section and resolve variant + ablation into switches.
 
@@ -208,6 +222,9 @@ def resolve_options(params: dict[str, Any] | None = None) -> LAGNHOptions:
         "encode_batch_size": _check_int("encode_batch_size", p["encode_batch_size"], 1),
         "encode_neighbors": None if neighbors is None
         else _check_int("encode_neighbors", neighbors, 0),
+        "encode_scale": _check_choice("encode_scale", p["encode_scale"], ENCODE_SCALES),
+        "sigma_neighbors": _check_float("sigma_neighbors", p["sigma_neighbors"], strict=True),
+        "recons_clip": _check_bool("recons_clip", p["recons_clip"]),
         "device": _check_choice("device", p["device"], DEVICES),
     }
     if opts["dropout"] >= 1.0:
@@ -312,13 +329,14 @@ class LAGNHGenerator(nn.Module):
             s_v = sigma = None
             if self.needs_visual():  # S^v only as reconstruction target
                 x_d = x_att.detach()
-                sigma = default_sigma(x_d) if o.sigma is None \
+                sigma = default_sigma(x_d, o.sigma_neighbors) if o.sigma is None \
                     else torch.tensor(o.sigma, device=x_d.device)
                 s_v = gaussian_similarity(x_d, sigma)
             s = augmented_graph(None, s_a, o.mu, "aux")
             return GraphParts(s_v, s_a, s, normalized_adjacency(s, o.adjacency), sigma)
         s_norm, s_v, s, sigma = normalized_gaussian_graph(
-            x_att, s_a if o.graph == "fused" else None, o.mu, o.sigma, o.adjacency
+            x_att, s_a if o.graph == "fused" else None, o.mu, o.sigma, o.adjacency,
+            sigma_k=o.sigma_neighbors,
         )
         return GraphParts(s_v, s_a, s, s_norm, sigma)
 

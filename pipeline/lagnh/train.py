@@ -89,6 +89,8 @@ def generator_terms(
         recons = feature_reconstruction_loss(x, out.x_rec)
     else:
         target = gen.reconstruction_target(out, x, y)
+        if o.recons_clip:  # [cos]_+ <= 1: pairs sharing several labels ask no more than one
+            target = target.clamp(max=1.0)
         fn = cosine_reconstruction_loss if o.recons_pred == "cos" else \
             inner_product_reconstruction_loss
         recons = fn(z, target, o.k)
