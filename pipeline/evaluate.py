@@ -12,7 +12,10 @@ flagged ``valid == 0`` are left out of the float evaluation (counted in the JSON
 
 The JSON (written atomically) holds ``method``, ``bits`` (``null`` for float), ``map``,
 ``topk`` (an integer or ``"all"``), ``zero_hit``, ``n_queries`` (counted), ``n_queries_total``,
-``n_retrieval``, ``precision_at_k`` ``{"k": [...], "precision": [...]}``, ``pr_radius``
+``n_retrieval``, ``code_bits`` (the code's width when it differs from the column ``bits``),
+``uses_aux`` (the row reads the auxiliary labels), ``selected`` (settings the method chose on a
+validation split of the training images), ``precision_at_k``
+``{"k": [...], "precision": [...]}``, ``pr_radius``
 ``{"radius": [...], "precision": [...], "recall": [...]}`` (``null`` for float) and provenance
 (``dataset``, ``source``, ``tie_rule``, ``relevance``, ``seconds``, ``created``).
 See :mod:`pipeline.eval.metrics` for the definitions.
@@ -113,18 +116,22 @@ def evaluate_codes_file(split_path: str | os.PathLike, codes_path: str | os.Path
                          f"{sp['split'][rows][bad]}; re-encode with the current split")
     if "bits" not in cattrs:
         raise ValueError(f"{codes_path}: attr 'bits' missing; re-encode")
-    bits = int(cattrs["bits"])
+    bits = int(cattrs["bits"])  # the table's column
+    width = int(cattrs.get("code_bits", bits))  # the code's own width (aux: one bit per class)
     method = method_name or str(cattrs.get("method", Path(codes_path).stem))
     labels = sp["labels"][rows]
     q, r = cd["split"] == QUERY, cd["split"] == RETRIEVAL
-    _log(f"{codes_path}: method {method}, {bits} bits, {int(q.sum())} queries x "
-         f"{int(r.sum())} retrieval items")
+    _log(f"{codes_path}: method {method}, {bits} bits (codes of {width}), {int(q.sum())} "
+         f"queries x {int(r.sum())} retrieval items")
     rep = evaluate_retrieval(cd["codes"][q], cd["codes"][r], labels[q], labels[r], topk=topk,
-                             ks=ks, zero_hit=zero_hit, pr=pr, bits=bits, threads=threads,
+                             ks=ks, zero_hit=zero_hit, pr=pr, bits=width, threads=threads,
                              device=device)
-    return _as_json(rep, method=method, bits=bits, n_retrieval=int(r.sum()),
-                    dataset=sattrs.get("dataset"), source=str(codes_path),
-                    seconds=time.perf_counter() - t0)
+    out = _as_json(rep, method=method, bits=bits, n_retrieval=int(r.sum()),
+                   dataset=sattrs.get("dataset"), source=str(codes_path),
+                   seconds=time.perf_counter() - t0)
+    out.update(code_bits=width, uses_aux=bool(cattrs.get("uses_aux", False)),
+               selected=cattrs.get("selected") or {})
+    return out
 
 
 def evaluate_features_file(split_path: str | os.PathLike, features_path: str | os.PathLike, *,

@@ -4,14 +4,18 @@
 --pk-csv results/D_topk_precision.csv --table-md results/D_table.md [--dataset D]``
 
 * **MAP CSV** (the layout of the paper's Table 3): one row per method, in the order
-  random, lsh, sklsh, sh, pcah, itq, sgh, lagnh, then any other method alphabetically, float last;
+  random, lsh, sklsh, sh, pcah, itq, sgh, aux, aux_itq, lagnh, then any other method
+  alphabetically, float last;
   columns ``method``, one ``"{bits} bits"`` column per code length (MAP, 4 decimals, empty when
   not evaluated), ``map_at`` (K of MAP@K or ``all``), ``zero_hit`` and ``n_queries``. The
   ``float`` ceiling has no code length: its value repeats in every bit column.
 * **topK CSV** (long format): ``method, bits, k, precision`` (``bits`` empty for float).
 * **Markdown table**: a caption stating the convention (MAP@K, tie rule, relevance, zero-hit
-  handling), then the table with the best value of each column in bold; the ``float`` ceiling and
-  the ``random`` floor never count as best.
+  handling), which rows read the detector's auxiliary labels and the settings chosen on a
+  validation split of the training images, then the table with the best value of each column
+  in bold; the ``float`` ceiling and the ``random`` floor never count as best. The reference
+  rows built from LAGNH's own inputs (``aux``, ``aux_itq``) do count: a method that does not
+  beat them does not get the bold.
 
 All inputs must share one MAP convention (``topk`` and ``zero_hit``); mixing is an error.
 """
@@ -30,12 +34,15 @@ from typing import Any
 from pipeline.artifacts import atomic_path
 
 #: row order of the paper's Table 3 (shallow baselines, then LAGNH); others follow alphabetically
-METHOD_ORDER = ("random", "lsh", "sklsh", "sh", "pcah", "itq", "sgh", "lagnh")
+METHOD_ORDER = ("random", "lsh", "sklsh", "sh", "pcah", "itq", "sgh", "aux", "aux_itq",
+                "lagnh")
 FLOAT = "float"
 #: rows never marked best: the real-valued ceiling and the random floor
 NOT_RANKED = (FLOAT, "random")
 DISPLAY = {"random": "Random", "lsh": "LSH", "sklsh": "SKLSH", "sh": "SH", "pcah": "PCAH",
-           "itq": "ITQ", "sgh": "SGH", "lagnh": "LAGNH", FLOAT: "Float (Euclidean)"}
+           "itq": "ITQ", "sgh": "SGH", "aux": "Aux labels as code",
+           "aux_itq": "Aux bits + ITQ", "lagnh": "LAGNH", "lagnh_batch": "LAGNH (batch-wise)",
+           FLOAT: "Float (Euclidean)"}
 
 
 def load_results(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -150,7 +157,35 @@ def caption(results: list[dict[str, Any]], dataset: str | None) -> str:
     return (f"MAP@{at} on {name}. Hamming ranking of the whole retrieval set, ties broken by "
             f"retrieval index ascending (stable sort); relevant = shares at least one "
             f"ground-truth label; {zh}. Best value per column in bold (the float reference and "
-            f"the random floor are not ranked).")
+            f"the random floor are not ranked).{aux_note(results)}")
+
+
+def aux_note(results: list[dict[str, Any]]) -> str:
+    """Caption sentences: which rows read the auxiliary labels, the ``aux`` code's width, and
+    the settings chosen on a validation split of the training images."""
+    rows = sorted({r["method"] for r in results if r.get("uses_aux")}, key=method_sort_key)
+    if not rows:
+        return ""
+    names = ", ".join(DISPLAY.get(m, m) for m in rows)
+    text = f" Rows that read the detector's auxiliary labels: {names}."
+    widths = sorted({int(r["code_bits"]) for r in results
+                     if r["method"] == "aux" and r.get("code_bits")})
+    if widths:
+        text += (f" Aux labels as code: the {'/'.join(map(str, widths))}-bit multi-hot vector "
+                 "itself, the same code in every column.")
+    chosen = {}
+    for r in sorted(results, key=lambda r: (method_sort_key(r["method"]), r["bits"] or 0)):
+        sel = r.get("selected") or {}
+        if "repeats" in sel:
+            src = "validation" if sel.get("source") == "validation" else "config"
+            chosen.setdefault(r["method"], []).append(
+                f"k={sel['repeats']} at {r['bits']} bits ({src}"
+                + (f" MAP {sel['validation_map']:.3f}" if sel.get("validation_map") is not None
+                   else "") + ")")
+    for m, parts in chosen.items():
+        text += (f" {DISPLAY.get(m, m)}: auxiliary bits repeated k times, then ITQ bits; k "
+                 f"chosen on a validation split of the training images: {', '.join(parts)}.")
+    return text
 
 
 def markdown_table(header: list[str], rows: list[dict[str, Any]], cap: str) -> str:

@@ -3,8 +3,10 @@
 ``python -m pipeline.train --method NAME --impl lagnh --bits 32 --split S --features F --aux A
 --params-json '{...}' --seed 0 --out model.pt --history history.csv``
 
-Only rows with ``split == train`` and a valid feature row are used. The checkpoint holds the
-method's state with the parameters, seed and training ids that produced it.
+Only rows with ``split == train`` and a valid feature row are used. Methods that choose a
+setting on a validation split of the training images (``USES_TRAIN_LABELS``, e.g.
+``aux_itq``) also get those images' ground-truth labels; no other row's labels are read. The
+checkpoint holds the method's state with the parameters, seed and training ids that produced it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import time
 import pandas as pd
 import torch
 
-from pipeline.artifacts import atomic_path
+from pipeline.artifacts import atomic_path, read_h5
 from pipeline.device import set_threads
-from pipeline.methods import get_method
+from pipeline.methods import get_method, uses_train_labels
 from pipeline.split import TRAIN
 from pipeline.stage_inputs import load_inputs
 
@@ -53,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     X, Y = inp.features[rows], inp.aux[rows]
     log.info("training %s (%s) at %d bits on %d images, features %s, aux %s", a.method, impl,
              a.bits, len(X), X.shape[1], Y.shape[1])
+    extra = {}
+    if uses_train_labels(module):  # ground truth of training images: validation split only
+        extra["labels"] = read_h5(a.split, ["labels"], stage="split")[0]["labels"][rows]
     t0 = time.time()
-    state = module.fit(X, Y, a.bits, params, a.seed)
+    state = module.fit(X, Y, a.bits, params, a.seed, **extra)
     seconds = time.time() - t0
     log.info("trained in %.2f s", seconds)
     history = state.pop("history", None) or [{"step": 0, "train_seconds": seconds}]

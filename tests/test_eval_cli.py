@@ -289,3 +289,48 @@ def test_search_errors(dataset, capsys):
     assert "train image" in capsys.readouterr().err
     assert search_main([*args, "--id", "-5"]) == 2
     assert "no image with id" in capsys.readouterr().err
+
+
+def test_evaluate_codes_narrower_than_the_column(dataset):
+    """The aux row's code is one bit per class (5 here) in the 16-bit column."""
+    ds = dataset
+    rows = ds["rows"]
+    codes = ds["labels"][rows].astype(bool)
+    path = ds["dir"] / "aux_16.h5"
+    write_h5(path, {"ids": ds["ids"][rows], "codes": pack_codes(codes),
+                    "split": ds["split"][rows]}, stage="codes",
+             attrs={"method": "aux", "bits": BITS, "code_bits": 5, "uses_aux": True})
+    rc, out = _run_eval(ds, "--codes", str(path), "--topk", "all")
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["bits"] == BITS and res["code_bits"] == 5 and res["uses_aux"] is True
+    assert len(res["pr_radius"]["radius"]) == 6  # radii 0..5 of a 5-bit code
+    sub, lab = ds["split"][rows], ds["labels"][rows]
+    ref = mean_average_precision(codes[sub == 1], codes[sub == 2], lab[sub == 1], lab[sub == 2],
+                                 topk=None, device="numpy")
+    assert res["map"] == pytest.approx(ref.map)
+
+
+def test_report_names_rows_that_read_aux_labels(tmp_path):
+    specs = [("itq", 16, 0.4, {}), ("lagnh", 16, 0.7, {"uses_aux": True}),
+             ("aux", 16, 0.72, {"uses_aux": True, "code_bits": 10}),
+             ("aux_itq", 16, 0.6, {"uses_aux": True, "selected": {
+                 "repeats": 1, "source": "validation", "validation_map": 0.61234}}),
+             ("float", None, 0.5, {})]
+    paths = []
+    for m, b, v, extra in specs:
+        p = tmp_path / f"{m}_{b}.json"
+        write_json({**fake_result(m, b, v), **extra}, p)
+        paths.append(str(p))
+    md = tmp_path / "t.md"
+    rc = report_main(["--inputs", *paths, "--map-csv", str(tmp_path / "m.csv"),
+                      "--pk-csv", str(tmp_path / "p.csv"), "--table-md", str(md)])
+    assert rc == 0
+    text = md.read_text()
+    assert "auxiliary labels: Aux labels as code, Aux bits + ITQ, LAGNH." in text
+    assert "the 10-bit multi-hot vector itself" in text
+    assert "k=1 at 16 bits (validation MAP 0.612)" in text
+    rows = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ")]
+    assert rows[1:] == ["| ITQ", "| Aux labels as code", "| Aux bits + ITQ", "| LAGNH",
+                        "| Float (Euclidean)"]
+    assert "| Aux labels as code | **0.7200** |" in text  # a reference row that wins is bold

@@ -50,7 +50,8 @@ def load_codes(codes_path: str | os.PathLike, split_ids: np.ndarray, split: np.n
     rows = np.isin(split, (QUERY, RETRIEVAL))
     check_aligned(split_ids[rows], cd["ids"], f"{split_path} (query+retrieval rows)",
                   str(codes_path))
-    return MethodCodes(str(attrs.get("method", Path(codes_path).stem)), int(attrs["bits"]),
+    return MethodCodes(str(attrs.get("method", Path(codes_path).stem)),
+                       int(attrs.get("code_bits", attrs["bits"])),
                        cd["codes"][cd["split"] == QUERY], cd["codes"][cd["split"] == RETRIEVAL])
 
 

@@ -38,9 +38,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.methods import ENCODE_ONLY
+
 from . import native
-from .encode import build_reference, encode_batchwise, encode_inductive, hash_codes
-from .model import LAGNHOptions, build_models, pick_device, resolve_options
+from .encode import batch_scale, build_reference, encode_batchwise, encode_inductive, hash_codes
+from .model import DEFAULT_PARAMS, LAGNHOptions, build_models, pick_device, resolve_options
 from .train import train_lagnh
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 STATE_FORMAT = "lagnh-state"
 STATE_VERSION = 1
 #: Keys of ``params`` that ``encode`` honours (the model itself is fixed by the state).
-ENCODE_KEYS = ("encode_mode", "encode_batch_size", "encode_neighbors", "device")
+ENCODE_KEYS = (*ENCODE_ONLY["lagnh"], "device")
 
 
 def _check_features(X: Any, name: str = "X") -> np.ndarray:
@@ -130,6 +132,11 @@ def fit(X: np.ndarray, Y: np.ndarray | None, bits: int, params: dict[str, Any] |
     }
 
 
+def uses_aux(params: dict[str, Any]) -> bool:
+    """LAGNH reads the auxiliary labels, except under the ``no-aux`` ablation."""
+    return resolve_options({k: v for k, v in params.items() if k in DEFAULT_PARAMS}).use_aux
+
+
 def encode_options(state: dict[str, Any], params: dict[str, Any] | None) -> LAGNHOptions:
     """The state's options with the encode-time keys of ``params`` (validated) applied."""
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
@@ -178,7 +185,9 @@ def encode(state: dict[str, Any], X: np.ndarray, Y: np.ndarray | None,
         z = encode_batchwise(gen, X, Y, opts.encode_batch_size)
     else:
         ref = state["reference"]
+        m = int(ref["xbar"].shape[0])
+        scale = batch_scale(opts.batch_size, m) if opts.encode_scale == "batch" else 1.0
         graph = build_reference(gen, ref["xbar"], ref["y"], opts.encode_neighbors,
-                                block=opts.encode_batch_size)
+                                block=opts.encode_batch_size, scale=scale)
         z = encode_inductive(gen, graph, X, Y, block=opts.encode_batch_size)
     return hash_codes(z)
