@@ -2,6 +2,8 @@
 import json
 import os
 
+from pipeline.methods import training_params
+
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -128,17 +130,46 @@ def method_impl(wildcards):
     return spec.get("method", wildcards.method)
 
 
-def method_params(wildcards):
-    """A method's parameters: the dataset's lagnh section for LAGNH, then the row's overrides."""
-    ds = config[wildcards.dataset]
-    if wildcards.method not in ds["methods"]:
-        raise ValueError(f"method '{wildcards.method}' is not in {wildcards.dataset}.methods")
-    spec = dict(ds["methods"][wildcards.method])
-    impl = spec.pop("method", wildcards.method)
+def row_params(dataset, method):
+    """A row's parameters: the dataset's lagnh section for LAGNH, then the row's overrides."""
+    ds = config[dataset]
+    if method not in ds["methods"]:
+        raise ValueError(f"method '{method}' is not in {dataset}.methods")
+    spec = dict(ds["methods"][method])
+    impl = spec.pop("method", method)
     base = dict(ds["lagnh"]) if impl == "lagnh" else {}
     if impl == "lagnh" and base.get("device", "auto") == "auto":
         base["device"] = ds.get("device", "auto")
-    return as_json({**base, **spec})
+    return {**base, **spec}
+
+
+def method_params(wildcards):
+    """Everything the row sets (the encode rule: encode-time keys included)."""
+    return as_json(row_params(wildcards.dataset, wildcards.method))
+
+
+def train_params(wildcards):
+    """The row's parameters without encode-time keys: changing those does not retrain."""
+    impl = method_impl(wildcards)
+    return as_json(training_params(impl, row_params(wildcards.dataset, wildcards.method)))
+
+
+def model_row(dataset, method):
+    """The first row of the same method and training parameters: whose model a row encodes."""
+    rows = config[dataset]["methods"]
+    impl = rows[method].get("method", method)
+    mine = training_params(impl, row_params(dataset, method))
+    for other, spec in rows.items():
+        if spec.get("method", other) == impl and training_params(
+            impl, row_params(dataset, other)
+        ) == mine:
+            return other
+    return method
+
+
+def encode_model(wildcards):
+    row = model_row(wildcards.dataset, wildcards.method)
+    return f"results/{wildcards.dataset}/models/{row}_{wildcards.bits}.pt"
 
 
 def dataset_seed(wildcards):
@@ -176,7 +207,7 @@ def plot_files(wildcards):
     files += [
         f"results/{d}/models/{m}_{b}_history.png"
         for m, spec in ds["methods"].items()
-        if spec.get("method", m) == "lagnh"
+        if spec.get("method", m) == "lagnh" and model_row(d, m) == m
         for b in ds["bits"]
     ]
     return files

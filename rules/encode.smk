@@ -3,12 +3,14 @@
 
 rule encode:
     input:
-        model="results/{dataset}/models/{method}_{bits}.pt",
+        model=encode_model,
         split="results/{dataset}/split.h5",
         features="results/{dataset}/features.h5",
         aux="results/{dataset}/aux.h5",
     output:
         "results/{dataset}/codes/{method}_{bits}.h5",
+    params:
+        hp=method_params,
     threads: 2
     log:
         "logs/encode/{dataset}_{method}_{bits}.log",
@@ -23,4 +25,4 @@ rule encode:
     shell:
         "python -m pipeline.encode --model {input.model} --split {input.split} "
         "--features {input.features} --aux {input.aux} --threads {threads} "
-        "--out {output} 2> {log}"
+        "--method {wildcards.method} --params-json {params.hp:q} --out {output} 2> {log}"

@@ -11,7 +11,7 @@ rule train:
         history="results/{dataset}/models/{method}_{bits}_history.csv",
     params:
         impl=method_impl,
-        hp=method_params,
+        hp=train_params,
         seed=dataset_seed,
     # One thread per model: two 1-thread trainings side by side sustain more of a CPU's matmul
     # rate than one 2-thread training (benchmarks/README.md); raise with --set-threads train=N.
