@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from pipeline.lagnh import method
 from pipeline.lagnh.graph import aux_similarity, cosine_aux_similarity, normalized_adjacency
 from pipeline.lagnh.losses import (
     cosine_reconstruction_loss,
@@ -35,7 +38,9 @@ def _data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _models(bits: int = 16, seed: int = 0, **params):
-    opts = resolve_options({**SMALL, **params})
+    # the authors' variant fixes d_att and hidden (512, 1024: still fast on 8 nodes)
+    small = {} if params.get("variant") == "authors" else SMALL
+    opts = resolve_options({**small, **params})
     torch.manual_seed(seed)
     return build_models(D, C, bits, opts)
 
@@ -71,7 +76,7 @@ def test_bad_params_raise(params: dict, match: str) -> None:
 
 def test_authors_variant_toggles_each_option() -> None:
     paper = resolve_options({"dropout": 0.0, "g_steps": 1, "d_att": 256})
-    authors = resolve_options({"variant": "authors", "dropout": 0.0, "g_steps": 1, "d_att": 256})
+    authors = resolve_options({"variant": "authors", "dropout": 0.0, "g_steps": 1})
     expected_paper = {"d_att": 256, "attention_norm": "sum", "graph": "fused", "sigma": None,
                       "adjacency": "sym", "dropout": 0.0, "gcn_init": "default",
                       "gcn_bias": True, "sign_zero": -1.0, "recons_target": "aux",
@@ -83,12 +88,11 @@ def test_authors_variant_toggles_each_option() -> None:
     for key in expected_paper:
         assert getattr(paper, key) == expected_paper[key], key
         assert getattr(authors, key) == expected_authors[key], key
-    # shared hyper-parameters are left as given
     assert (authors.lambda1, authors.lr, authors.batch_size) == (100.0, 1e-4, 1024)
 
 
 def test_authors_variant_behaviour() -> None:
-    gen, _ = _models(variant="authors", d_att=8)
+    gen, _ = _models(variant="authors")
     assert gen.opts.d_att == 512  # fixed by the variant
     assert gen.attention.norm == "l2"
     assert gen.gcn.conv1.bias is None and gen.gcn.conv2.bias is None
@@ -225,3 +229,78 @@ def test_all_zero_label_row_no_nan() -> None:
         terms["total"].backward()
         assert all(torch.isfinite(t) for t in terms.values()), params
         assert all(torch.isfinite(p.grad).all() for p in gen.parameters() if p.grad is not None)
+
+
+# --- variant "authors": every setting of the authors' code, fixed or refused ----------------
+
+#: (key, the authors' value, another valid value) for every config key the variant fixes
+AUTHORS_SETTINGS = [
+    ("d_att", 512, 8),
+    ("hidden", 1024, 2048),
+    ("disc_hidden", (64, 32), [32]),
+    ("lambda1", 100.0, 1.0),
+    ("lambda2", 1.0, 0.5),
+    ("lambda3", 1.0, 0.1),
+    ("k", 1.0, 0.5),
+    ("sigma", 1.0, 2.0),
+    ("lr", 1e-4, 1e-3),
+    ("batch_size", 1024, 64),
+    ("epochs", 300, 10),
+    ("g_steps", 5, 3),
+    ("dropout", 0.5, 0.2),
+    ("encode_mode", "batch", "inductive"),
+    ("encode_batch_size", 256, 64),
+]
+
+
+@pytest.mark.parametrize(("key", "authors", "other"), AUTHORS_SETTINGS)
+def test_authors_variant_replaces_unset_values(
+    monkeypatch: pytest.MonkeyPatch, key: str, authors: object, other: object
+) -> None:
+    # whatever the schema default is, a value left at it (not set) becomes the authors' value
+    monkeypatch.setitem(DEFAULT_PARAMS, key, other)
+    for params in ({}, {key: other}, {key: authors}):
+        opts = resolve_options({"variant": "authors", **params})
+        assert getattr(opts, key) == authors, params
+    assert getattr(resolve_options({key: other}), key) == (
+        tuple(other) if isinstance(other, list) else other)  # the paper variant keeps it
+
+
+@pytest.mark.parametrize(("key", "authors", "other"), AUTHORS_SETTINGS)
+def test_authors_variant_refuses_conflicting_values(
+    monkeypatch: pytest.MonkeyPatch, key: str, authors: object, other: object
+) -> None:
+    # a value that is neither the default nor the authors' was set on purpose: refuse it
+    monkeypatch.setitem(DEFAULT_PARAMS, key, list(authors) if isinstance(authors, tuple)
+                        else authors)
+    with pytest.raises(ValueError) as err:
+        resolve_options({"variant": "authors", key: other})
+    msg = str(err.value)
+    assert "authors" in msg and key in msg
+    assert repr(other) in msg
+    assert repr(list(authors) if isinstance(authors, tuple) else authors) in msg
+
+
+def test_authors_variant_with_the_dataset_sections_of_config_yaml() -> None:
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())
+    coco = resolve_options({**cfg["coco"]["lagnh"], "variant": "authors"})
+    expected = {"hidden": 1024, "lambda1": 100.0, "lambda2": 1.0, "lambda3": 1.0, "k": 1.0,
+                "batch_size": 1024, "lr": 1e-4, "epochs": 300, "encode_mode": "batch",
+                "encode_batch_size": 256, "d_att": 512, "disc_hidden": (64, 32),
+                "sigma": 1.0, "dropout": 0.5, "g_steps": 5}
+    assert {k: getattr(coco, k) for k in expected} == expected
+    # NUS-WIDE's section sets GC width 2048 (Table 1); the authors' code has 1024
+    assert cfg["nuswide"]["lagnh"]["hidden"] == 2048
+    with pytest.raises(ValueError, match=r"fixes hidden = 1024 .* got hidden = 2048"):
+        resolve_options({**cfg["nuswide"]["lagnh"], "variant": "authors"})
+
+
+def test_authors_state_encodes_batchwise_in_blocks_of_256() -> None:
+    state = {"format": method.STATE_FORMAT, "version": method.STATE_VERSION, "sigma": None,
+             "options": resolve_options({"variant": "authors"}).to_dict()}
+    opts = method.encode_options(state, {"encode_neighbors": 5, "device": "cpu"})
+    assert (opts.encode_mode, opts.encode_batch_size, opts.encode_neighbors) == ("batch", 256, 5)
+    with pytest.raises(ValueError, match="encode_batch_size = 256"):
+        method.encode_options(state, {"encode_batch_size": 64})
+    paper = {**state, "options": resolve_options({}).to_dict()}
+    assert method.encode_options(paper, {"encode_batch_size": 64}).encode_batch_size == 64

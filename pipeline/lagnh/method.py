@@ -27,6 +27,8 @@ key                content
 ``encode(state, X, Y, params) -> bool (N, bits)`` applies Eq. (13), ``True`` = +1. Of ``params``
 it reads only ``encode_mode``, ``encode_batch_size``, ``encode_neighbors`` and ``device`` (the
 rest of the model is fixed by the state); missing keys fall back to the values used at fit time.
+A state of variant ``"authors"`` always encodes batch-wise in blocks of 256 (a conflicting value
+raises ``ValueError``, see :func:`~pipeline.lagnh.model.resolve_options`).
 """
 
 from __future__ import annotations
@@ -145,7 +147,8 @@ def encode_options(state: dict[str, Any], params: dict[str, Any] | None) -> LAGN
         raise ValueError(f"lagnh: unsupported state version {state.get('version')!r}")
     opts = LAGNHOptions.from_dict(state["options"])
     given = {k: v for k, v in (params or {}).items() if k in ENCODE_KEYS}
-    checked = resolve_options(given)
+    # under the state's variant: "authors" fixes encode_mode / encode_batch_size (or refuses)
+    checked = resolve_options({**given, "variant": opts.variant})
     opts = dataclasses.replace(opts, **{k: getattr(checked, k) for k in given})
     if opts.sigma is None and state.get("sigma") is not None:
         opts = dataclasses.replace(opts, sigma=float(state["sigma"]))  # the training bandwidth

@@ -11,10 +11,15 @@ Image Retrieval", ACM MM 2021, https://doi.org/10.1145/3474085.3475605.
   (``params``), the ``variant`` (paper text vs. the authors' code, see REFERENCE.md) and the
   Table 5 ``ablation`` are turned into explicit switches.
 
-Variant ``"authors"`` fixes, whatever ``params`` say: ``d_att = 512``, row-L2 attention,
-:math:`S = S^v` (fusion 0), :math:`\sigma^2 = 1`, :math:`D^{-1}S`, dropout 0.5, Xavier init and
-no GCN bias, :math:`\mathrm{sgn}(0) = 0` in Eq. (8), reconstruction target
-:math:`[\cos(Y, Y)]_+`, ``MultiLabelSoftMarginLoss``, 5 generator steps per discriminator step.
+Variant ``"authors"`` fixes every setting of the authors' code (REFERENCE.md):
+the config keys of :data:`AUTHORS_PARAMS` (``d_att = 512``, ``hidden = 1024``, D
+:math:`r \to 64 \to 32 \to 1`, λ1 = 100, λ2 = λ3 = 1, k = 1, :math:`\sigma^2 = 1`, Adam 1e-4,
+batches of 1,024, 300 epochs, 5 generator steps per discriminator step, dropout 0.5, batch-wise
+encoding in blocks of 256) and the switches row-L2 attention, :math:`S = S^v` (fusion 0),
+:math:`D^{-1}S`, Xavier init and no GCN bias, :math:`\mathrm{sgn}(0) = 0` in Eq. (8),
+reconstruction target :math:`[\cos(Y, Y)]_+`, ``MultiLabelSoftMarginLoss``. A key of
+:data:`AUTHORS_PARAMS` left at its default (or set to the authors' value) takes the authors'
+value; any other value raises ``ValueError`` (never a silent override).
 """
 
 from __future__ import annotations
@@ -85,6 +90,25 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "sigma_neighbors": 7.0,
     "recons_clip": False,
     "device": "auto",
+}
+
+#: The config keys that ``variant="authors"`` fixes, with the authors' values (REFERENCE.md).
+AUTHORS_PARAMS: dict[str, Any] = {
+    "d_att": 512,
+    "hidden": 1024,
+    "disc_hidden": [64, 32],
+    "lambda1": 100.0,
+    "lambda2": 1.0,
+    "lambda3": 1.0,
+    "k": 1.0,
+    "sigma": 1.0,
+    "lr": 1e-4,
+    "batch_size": 1024,
+    "epochs": 300,
+    "g_steps": 5,
+    "dropout": 0.5,
+    "encode_mode": "batch",
+    "encode_batch_size": 256,
 }
 
 
@@ -174,12 +198,42 @@ def _check_bool(name: str, value: Any) -> bool:
     return value
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """``a == b`` for config values: lists and tuples alike, ``True`` never equal to ``1``."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(u, v) for u, v in zip(a, b, strict=True))
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _fix_authors_params(p: dict[str, Any]) -> dict[str, Any]:
+    """``p`` with every key of :data:`AUTHORS_PARAMS` set to the authors' value.
+
+    A value equal to the default (i.e. not set) or to the authors' value is replaced; any other
+    raises ``ValueError`` naming the key, the given value and the authors' value.
+    """
+    out = dict(p)
+    for key, fixed in AUTHORS_PARAMS.items():
+        value = p[key]
+        if not (_same_value(value, fixed) or _same_value(value, DEFAULT_PARAMS[key])):
+            raise ValueError(
+                f"lagnh: variant 'authors' fixes {key} = {fixed!r} (the authors' code), got "
+                f"{key} = {value!r}; remove the key, set it to {fixed!r}, or use variant 'paper'")
+        out[key] = list(fixed) if isinstance(fixed, list) else fixed
+    return out
+
+
 def resolve_options(params: dict[str, Any] | None = None) -> LAGNHOptions:
     """Validate the ``lagnh`` config section and resolve variant + ablation into switches.
 
     Missing keys take :data:`DEFAULT_PARAMS`; unknown keys raise ``ValueError`` naming the valid
-    keys. See the module docstring for what ``variant="authors"`` fixes and
-    :data:`ABLATIONS` for the Table 5 switches (each changes only its own piece):
+    keys. See the module docstring for what ``variant="authors"`` fixes (a conflicting value
+    raises ``ValueError``) and :data:`ABLATIONS` for the Table 5 switches (each changes only
+    its own piece):
 
     ``no-aux``  Y unused: no attention, :math:`S = S^v`, reconstruct :math:`S^v`, no Eq. (11).
     ``no-att``  :math:`x^{att} = \\bar{x}` (linear map of x, no attention on Y).
@@ -197,6 +251,8 @@ def resolve_options(params: dict[str, Any] | None = None) -> LAGNHOptions:
 
     variant = _check_choice("variant", p["variant"], VARIANTS)
     ablation = _check_choice("ablation", p["ablation"], ABLATIONS)
+    if variant == "authors":
+        p = _fix_authors_params(p)
     disc_hidden = p["disc_hidden"]
     if not isinstance(disc_hidden, (list, tuple)):
         raise ValueError(f"lagnh: disc_hidden must be a list of integers, got {disc_hidden!r}")
@@ -231,19 +287,15 @@ def resolve_options(params: dict[str, Any] | None = None) -> LAGNHOptions:
         raise ValueError(f"lagnh: dropout must be in [0, 1), got {opts['dropout']!r}")
 
     if variant == "authors":
-        opts.update(
-            d_att=512,
+        opts.update(  # the switches; the config keys were fixed above (AUTHORS_PARAMS)
             attention_norm="l2",
             graph="visual",
             adjacency="row",
-            sigma=1.0,
-            dropout=0.5,
             gcn_init="xavier",
             gcn_bias=False,
             sign_zero=0.0,
             recons_target="aux_cos",
             cls_loss="soft_margin",
-            g_steps=5,
         )
 
     if ablation == "no-aux":
