@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +72,20 @@ def test_snakemake_stops_on_a_config_typo(tmp_path):
                          capture_output=True, text=True, cwd=ROOT, env=venv_env())
     assert run.returncode != 0
     assert "lamda1" in run.stdout + run.stderr
+
+
+def test_test_scenario_replaces_config_yaml(tmp_path):
+    """`--configfile .test/config.yaml` is the whole config: run where a config.yaml lies (the
+    repository root), it plans exactly the scenario's 4 methods x 2 code lengths, not a merge
+    with config.yaml's 8 methods (nor its coco/nuswide sections)."""
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                          "--directory", str(tmp_path), "--configfile",
+                          str(ROOT / ".test" / "config.yaml"), "-n", "results/demo_map.csv"],
+                         capture_output=True, text=True, cwd=ROOT, env=venv_env())
+    assert run.returncode == 0, run.stderr[-3000:]
+    trained = set(re.findall(r"rule train:.*?wildcards: dataset=demo, method=(\w+), bits=(\d+)",
+                             run.stdout + run.stderr, re.DOTALL))
+    scenario = load(".test/config.yaml")["demo"]
+    assert trained == {(m, str(b)) for m in scenario["methods"] for b in scenario["bits"]}
+    assert "extended by additional config" not in run.stdout + run.stderr
