@@ -7,6 +7,31 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 
+def row_params(dataset, row):
+    """A methods row's implementation and the parameters its `train` job gets: the dataset's
+    lagnh section for LAGNH, then the row's overrides."""
+    ds = config[dataset]
+    spec = dict(ds["methods"][row])
+    impl = spec.pop("method", row)
+    base = dict(ds["lagnh"]) if impl == "lagnh" else {}
+    if impl == "lagnh" and base.get("device", "auto") == "auto":
+        base["device"] = ds.get("device", "auto")
+    return impl, {**base, **spec}
+
+
+def check_method_rows():
+    """Unknown implementations and parameters stop the run here, before any job starts."""
+    from pipeline.methods import check_params
+
+    for dataset, ds in config.items():
+        for row in ds["methods"]:
+            impl, params = row_params(dataset, row)
+            check_params(impl, params, where=f"config: {dataset}.methods.{row}")
+
+
+check_method_rows()
+
+
 wildcard_constraints:
     dataset="[a-z][a-z0-9]*",
     method="[a-z][a-z0-9_]*",
@@ -130,15 +155,9 @@ def method_impl(wildcards):
 
 def method_params(wildcards):
     """A method's parameters: the dataset's lagnh section for LAGNH, then the row's overrides."""
-    ds = config[wildcards.dataset]
-    if wildcards.method not in ds["methods"]:
+    if wildcards.method not in config[wildcards.dataset]["methods"]:
         raise ValueError(f"method '{wildcards.method}' is not in {wildcards.dataset}.methods")
-    spec = dict(ds["methods"][wildcards.method])
-    impl = spec.pop("method", wildcards.method)
-    base = dict(ds["lagnh"]) if impl == "lagnh" else {}
-    if impl == "lagnh" and base.get("device", "auto") == "auto":
-        base["device"] = ds.get("device", "auto")
-    return as_json({**base, **spec})
+    return as_json(row_params(wildcards.dataset, wildcards.method)[1])
 
 
 def dataset_seed(wildcards):

@@ -89,3 +89,37 @@ def test_test_scenario_replaces_config_yaml(tmp_path):
     scenario = load(".test/config.yaml")["demo"]
     assert trained == {(m, str(b)) for m in scenario["methods"] for b in scenario["bits"]}
     assert "extended by additional config" not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("methods, fragments", [
+    ({"foo": {}}, ["demo.methods.foo", "'foo'", "lagnh, lsh"]),
+    ({"lsh": {"epochs": 5}}, ["demo.methods.lsh", "epochs", "block_rows, center"]),
+    ({"lagnh_x": {"method": "lagnh", "epoch": 3}}, ["demo.methods.lagnh_x", "epoch",
+                                                    "batch_size"]),
+])
+def test_bad_method_rows_stop_the_workflow_at_start(tmp_path, methods, fragments):
+    """Unknown implementations and parameters are refused when Snakemake starts, naming the
+    dataset, the row, the key and the valid keys: no job runs (not even a dry run's plan)."""
+    cfg = load(".test/config.yaml")
+    cfg["demo"]["methods"] = methods
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                          "--directory", str(tmp_path), "--configfile", str(bad), "-n",
+                          "results/demo/split.h5"],
+                         capture_output=True, text=True, cwd=ROOT, env=venv_env())
+    text = run.stdout + run.stderr
+    assert run.returncode != 0 and "Job stats" not in text
+    for fragment in fragments:
+        assert fragment in text, (fragment, text[-2000:])
+
+
+def test_check_params_uses_the_method_modules_declaration():
+    from pipeline.methods import check_params
+
+    check_params("itq", {"iterations": 3, "block_rows": 10})
+    check_params("lagnh", {"epochs": 3})
+    with pytest.raises(ValueError, match=r"x\.methods\.r: unknown parameter\(s\) \['bits'\]"):
+        check_params("sgh", {"bits": 3}, where="x.methods.r")
+    with pytest.raises(ValueError, match="unknown method implementation 'nope'"):
+        check_params("nope", {})
