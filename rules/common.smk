@@ -84,7 +84,11 @@ def cell_classifier_json(wildcards):
 def split_inputs(wildcards):
     """Source files the split stage reads, by dataset kind (missing ones fail early)."""
     src = config[wildcards.dataset]["source"]
+    split = config[wildcards.dataset]["split"]
     kind = src["kind"]
+    if split["protocol"] == "lists":  # the list files replace the kind's annotation files
+        keys = ("train_list", "query_list", "database_list")
+        return [split[k] for k in keys if k in split]
     if kind == "demo":
         return [src["instances"], src["images"]]
     if kind == "coco2017":

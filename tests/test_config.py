@@ -123,3 +123,24 @@ def test_check_params_uses_the_method_modules_declaration():
         check_params("sgh", {"bits": 3}, where="x.methods.r")
     with pytest.raises(ValueError, match="unknown method implementation 'nope'"):
         check_params("nope", {})
+
+
+def test_lists_protocol_needs_no_instances_file(tmp_path):
+    """With split.protocol lists the split reads only the list files: source.instances may be
+    absent (it was demanded, and unused)."""
+    cfg = load(".test/config.yaml")["demo"]
+    lists = {}
+    for key in ("train_list", "query_list", "database_list"):
+        (tmp_path / f"{key}.txt").write_text("a.jpg 0 1\n")
+        lists[key] = str(tmp_path / f"{key}.txt")
+    cfg["source"] = {"kind": "coco_format", "images": str(tmp_path)}
+    cfg["split"] = {"protocol": "lists", **lists}
+    cfg["detector"] = {"kind": "faster_rcnn"}
+    path = tmp_path / "lists.yaml"
+    path.write_text(yaml.safe_dump({"mine": cfg}))
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                          "--directory", str(tmp_path), "--configfile", str(path), "-n",
+                          "results/mine/split.h5"],
+                         capture_output=True, text=True, cwd=ROOT, env=venv_env())
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert re.search(r"^split\s+1\s*$", run.stdout, re.MULTILINE), run.stdout[-2000:]
