@@ -132,7 +132,9 @@ def aux_args(wildcards, input):
     """Command-line source of the aux labels: detections, or NUS-WIDE's user tags."""
     if uses_tags(wildcards):
         return "--tags-source-json " + shell_quote(source_json(wildcards))
-    return f"--detections {input.detections}"
+    class_map = config[wildcards.dataset]["auxiliary"]["class_map"]
+    return (f"--detections {input.detections} "
+            f"--class-map-json {shell_quote(as_json(class_map))}")
 
 
 def shell_quote(text):
