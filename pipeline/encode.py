@@ -3,7 +3,8 @@
 ``python -m pipeline.encode --model model.pt --split S --features F --aux A --out codes.h5``
 
 Writes packed codes (``np.packbits``, True = +1) of every query and retrieval row, in split.h5
-order. Rows whose image was unreadable are encoded from zero features and flagged in the log.
+order. Rows whose image was unreadable are encoded from zero features and flagged ``valid = 0``
+(the features' flag), so that evaluation leaves them out of queries and database alike.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = (inp.split != TRAIN) & (inp.split != 255)
     n_invalid = int((rows & ~inp.valid).sum())
     if n_invalid:
-        log.warning("%d query/retrieval images had unreadable files; they get codes of "
-                    "zero features", n_invalid)
+        log.warning("%d query/retrieval images had unreadable files; their codes (of zero "
+                    "features) are flagged valid=0 and left out of evaluation", n_invalid)
     t0 = time.time()
     b = module.encode(ckpt["state"], inp.features[rows], inp.aux[rows], ckpt["params"])
     seconds = time.time() - t0
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         raise RuntimeError(f"{ckpt['impl']}.encode returned {b.dtype} {b.shape}, expected "
                            f"bool ({int(rows.sum())}, {ckpt['bits']})")
     log.info("encoded %d images in %.2f s; bit balance %.3f", len(b), seconds, b.mean())
-    write_h5(a.out, {"ids": inp.ids[rows], "codes": pack_codes(b), "split": inp.split[rows]},
+    write_h5(a.out, {"ids": inp.ids[rows], "codes": pack_codes(b), "split": inp.split[rows],
+                     "valid": inp.valid[rows].astype(np.uint8)},
              stage="codes",
              attrs={"method": ckpt["method"], "impl": ckpt["impl"], "bits": ckpt["bits"],
                     "params": ckpt["params"], "seed": ckpt["seed"], "model_file": a.model,

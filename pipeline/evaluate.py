@@ -7,12 +7,15 @@
 
 Queries are the ``split == 1`` rows of ``split.h5``, the retrieval set its ``split == 2`` rows.
 A codes file holds exactly the query and retrieval rows of ``split.h5``, in its order (checked by
-``ids``); a features file holds either every row of ``split.h5`` or those same rows. Feature rows
-flagged ``valid == 0`` are left out of the float evaluation (counted in the JSON).
+``ids``); a features file holds either every row of ``split.h5`` or those same rows. One rule for
+every row of the table: rows flagged ``valid == 0`` (unreadable image: features.h5's flag,
+copied into the codes file) are left out of queries and retrieval set alike, for codes as for
+float features, and counted in the JSON (``n_invalid_excluded``).
 
 The JSON (written atomically) holds ``method``, ``bits`` (``null`` for float), ``map``,
 ``topk`` (an integer or ``"all"``), ``zero_hit``, ``n_queries`` (counted), ``n_queries_total``,
-``n_retrieval``, ``precision_at_k`` ``{"k": [...], "precision": [...]}``, ``pr_radius``
+``n_retrieval`` (valid rows), ``n_invalid_excluded``, ``precision_at_k``
+``{"k": [...], "precision": [...]}``, ``pr_radius``
 ``{"radius": [...], "precision": [...], "recall": [...]}`` (``null`` for float) and provenance
 (``dataset``, ``source``, ``tie_rule``, ``relevance``, ``seconds``, ``created``).
 See :mod:`pipeline.eval.metrics` for the definitions.
@@ -30,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from pipeline.artifacts import atomic_path, check_aligned, read_h5
@@ -94,6 +98,17 @@ def _rows_of(split: np.ndarray) -> np.ndarray:
     return np.isin(split, (QUERY, RETRIEVAL))
 
 
+def _codes_valid(path: str | os.PathLike, n: int) -> np.ndarray:
+    """A codes file's ``valid`` flags (all true, with a warning, in files encoded before the
+    flag was written)."""
+    with h5py.File(path, "r") as f:
+        if "valid" in f:
+            return f["valid"][...].astype(bool)
+    _log(f"warning: {path} has no 'valid' dataset (encoded by an older version): rows of "
+         "unreadable images, if any, are scored; re-encode to leave them out")
+    return np.ones(n, bool)
+
+
 def evaluate_codes_file(split_path: str | os.PathLike, codes_path: str | os.PathLike, *,
                         topk: int | None = DEFAULT_TOPK, zero_hit: str = "drop",
                         ks: list[int] | None = None, pr: bool = True,
@@ -116,15 +131,22 @@ def evaluate_codes_file(split_path: str | os.PathLike, codes_path: str | os.Path
     bits = int(cattrs["bits"])
     method = method_name or str(cattrs.get("method", Path(codes_path).stem))
     labels = sp["labels"][rows]
-    q, r = cd["split"] == QUERY, cd["split"] == RETRIEVAL
+    valid = _codes_valid(codes_path, len(cd["ids"]))
+    n_invalid = int((~valid).sum())
+    if n_invalid:
+        _log(f"warning: {n_invalid} query/retrieval rows have valid=0 (unreadable image) and "
+             "are left out of the evaluation")
+    q, r = (cd["split"] == QUERY) & valid, (cd["split"] == RETRIEVAL) & valid
     _log(f"{codes_path}: method {method}, {bits} bits, {int(q.sum())} queries x "
          f"{int(r.sum())} retrieval items")
     rep = evaluate_retrieval(cd["codes"][q], cd["codes"][r], labels[q], labels[r], topk=topk,
                              ks=ks, zero_hit=zero_hit, pr=pr, bits=bits, threads=threads,
                              device=device)
-    return _as_json(rep, method=method, bits=bits, n_retrieval=int(r.sum()),
-                    dataset=sattrs.get("dataset"), source=str(codes_path),
-                    seconds=time.perf_counter() - t0)
+    out = _as_json(rep, method=method, bits=bits, n_retrieval=int(r.sum()),
+                   dataset=sattrs.get("dataset"), source=str(codes_path),
+                   seconds=time.perf_counter() - t0)
+    out["n_invalid_excluded"] = n_invalid
+    return out
 
 
 def evaluate_features_file(split_path: str | os.PathLike, features_path: str | os.PathLike, *,
