@@ -5,7 +5,13 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the default configuration, not a base: a --configfile replaces it (Snakemake
+# would otherwise merge the two, so .test/config.yaml's four methods became config.yaml's eight
+# and a section deleted from a copy came back). Several --configfile files still merge in
+# order, and --config key=value still overrides either.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "report/workflow.rst"

@@ -4,7 +4,10 @@
 
 Kinds: ``faster_rcnn`` (MS COCO, torchvision's COCO-trained Faster R-CNN) and
 ``cell_classifier`` (the offline demo). The output keeps every detection above the detector's
-``score_floor``, so the auxiliary stage can change its threshold without rerunning this one.
+``score_floor``, so the auxiliary stage can change its threshold without rerunning this one,
+and the detector's ``categories`` (``{"id", "name"}``: the classes its ``category_id`` values
+denote), which the auxiliary stage matches to the dataset's classes by name. Each detector
+module defines ``detect(paths, ids, cfg, device)`` and ``categories(cfg)``.
 """
 
 from __future__ import annotations
@@ -52,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     if skipped:
         log.warning("%d of %d images could not be read and have no detections: %s",
                     len(skipped), len(paths), skipped[:20])
-    result = {"detector": cfg, "n_images": len(paths), "skipped_ids": skipped,
-              "detections": dets}
+    result = {"detector": cfg, "categories": module.categories(cfg), "n_images": len(paths),
+              "skipped_ids": skipped, "detections": dets}
     with atomic_path(a.out) as tmp, open(tmp, "w") as fh:
         json.dump(result, fh)
     log.info("wrote %d detections for %d images to %s", len(dets), len(paths), a.out)

@@ -8,7 +8,8 @@ with another row's model (rows of one method that differ only in encode-time par
 :data:`pipeline.methods.ENCODE_ONLY`); by default both come from the checkpoint.
 
 Writes packed codes (``np.packbits``, True = +1) of every query and retrieval row, in split.h5
-order. Rows whose image was unreadable are encoded from zero features and flagged in the log.
+order. Rows whose image was unreadable are encoded from zero features and flagged ``valid = 0``
+(the features' flag), so that evaluation leaves them out of queries and database alike.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = (inp.split != TRAIN) & (inp.split != 255)
     n_invalid = int((rows & ~inp.valid).sum())
     if n_invalid:
-        log.warning("%d query/retrieval images had unreadable files; they get codes of "
-                    "zero features", n_invalid)
+        log.warning("%d query/retrieval images had unreadable files; their codes (of zero "
+                    "features) are flagged valid=0 and left out of evaluation", n_invalid)
     params = ckpt["params"] if a.params_json is None else json.loads(a.params_json)
     method = a.method or ckpt["method"]
     state = ckpt["state"]
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         raise RuntimeError(f"{ckpt['impl']}.encode returned {b.dtype} {b.shape}, expected "
                            f"bool ({int(rows.sum())}, {width})")
     log.info("encoded %d images in %.2f s; bit balance %.3f", len(b), seconds, b.mean())
-    write_h5(a.out, {"ids": inp.ids[rows], "codes": pack_codes(b), "split": inp.split[rows]},
+    write_h5(a.out, {"ids": inp.ids[rows], "codes": pack_codes(b), "split": inp.split[rows],
+                     "valid": inp.valid[rows].astype(np.uint8)},
              stage="codes",
              attrs={"method": method, "impl": ckpt["impl"], "bits": ckpt["bits"],
                     "code_bits": width, "uses_aux": uses_aux(module, params),

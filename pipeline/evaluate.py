@@ -7,14 +7,17 @@
 
 Queries are the ``split == 1`` rows of ``split.h5``, the retrieval set its ``split == 2`` rows.
 A codes file holds exactly the query and retrieval rows of ``split.h5``, in its order (checked by
-``ids``); a features file holds either every row of ``split.h5`` or those same rows. Feature rows
-flagged ``valid == 0`` are left out of the float evaluation (counted in the JSON).
+``ids``); a features file holds either every row of ``split.h5`` or those same rows. One rule for
+every row of the table: rows flagged ``valid == 0`` (unreadable image: features.h5's flag,
+copied into the codes file) are left out of queries and retrieval set alike, for codes as for
+float features, and counted in the JSON (``n_invalid_excluded``).
 
 The JSON (written atomically) holds ``method``, ``bits`` (``null`` for float), ``map``,
 ``topk`` (an integer or ``"all"``), ``zero_hit``, ``n_queries`` (counted), ``n_queries_total``,
-``n_retrieval``, ``code_bits`` (the code's width when it differs from the column ``bits``),
-``uses_aux`` (the row reads the auxiliary labels), ``selected`` (settings the method chose on a
-validation split of the training images), ``precision_at_k``
+``n_retrieval`` (valid rows), ``n_invalid_excluded``, ``code_bits`` (the code's width when it
+differs from the column ``bits``), ``uses_aux`` (the row reads the auxiliary labels),
+``selected`` (settings the method chose on a validation split of the training images),
+``precision_at_k``
 ``{"k": [...], "precision": [...]}``, ``pr_radius``
 ``{"radius": [...], "precision": [...], "recall": [...]}`` (``null`` for float) and provenance
 (``dataset``, ``source``, ``tie_rule``, ``relevance``, ``seconds``, ``created``).
@@ -33,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from pipeline.artifacts import atomic_path, check_aligned, read_h5
@@ -97,6 +101,17 @@ def _rows_of(split: np.ndarray) -> np.ndarray:
     return np.isin(split, (QUERY, RETRIEVAL))
 
 
+def _codes_valid(path: str | os.PathLike, n: int) -> np.ndarray:
+    """A codes file's ``valid`` flags (all true, with a warning, in files encoded before the
+    flag was written)."""
+    with h5py.File(path, "r") as f:
+        if "valid" in f:
+            return f["valid"][...].astype(bool)
+    _log(f"warning: {path} has no 'valid' dataset (encoded by an older version): rows of "
+         "unreadable images, if any, are scored; re-encode to leave them out")
+    return np.ones(n, bool)
+
+
 def evaluate_codes_file(split_path: str | os.PathLike, codes_path: str | os.PathLike, *,
                         topk: int | None = DEFAULT_TOPK, zero_hit: str = "drop",
                         ks: list[int] | None = None, pr: bool = True,
@@ -120,7 +135,12 @@ def evaluate_codes_file(split_path: str | os.PathLike, codes_path: str | os.Path
     width = int(cattrs.get("code_bits", bits))  # the code's own width (aux: one bit per class)
     method = method_name or str(cattrs.get("method", Path(codes_path).stem))
     labels = sp["labels"][rows]
-    q, r = cd["split"] == QUERY, cd["split"] == RETRIEVAL
+    valid = _codes_valid(codes_path, len(cd["ids"]))
+    n_invalid = int((~valid).sum())
+    if n_invalid:
+        _log(f"warning: {n_invalid} query/retrieval rows have valid=0 (unreadable image) and "
+             "are left out of the evaluation")
+    q, r = (cd["split"] == QUERY) & valid, (cd["split"] == RETRIEVAL) & valid
     _log(f"{codes_path}: method {method}, {bits} bits (codes of {width}), {int(q.sum())} "
          f"queries x {int(r.sum())} retrieval items")
     rep = evaluate_retrieval(cd["codes"][q], cd["codes"][r], labels[q], labels[r], topk=topk,
@@ -131,6 +151,7 @@ def evaluate_codes_file(split_path: str | os.PathLike, codes_path: str | os.Path
                    seconds=time.perf_counter() - t0)
     out.update(code_bits=width, uses_aux=bool(cattrs.get("uses_aux", False)),
                selected=cattrs.get("selected") or {})
+    out["n_invalid_excluded"] = n_invalid
     return out
 
 

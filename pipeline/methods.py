@@ -20,12 +20,23 @@ Optional, read with :func:`uses_aux` / :func:`uses_train_labels`:
 ``USES_TRAIN_LABELS = True``
     ``fit`` takes ``labels=`` (the training images' ground truth), used only to choose settings
     on a validation split of the training images (:mod:`pipeline.validation`).
+
+A module also declares the parameters it accepts, so that :func:`check_params` refuses a bad
+``methods:`` row when the workflow starts rather than in ``train`` after the earlier stages ran:
+either ``check_params(params) -> None`` (raises ``ValueError`` naming the key and the valid
+keys; may check values too) or ``PARAMS``, the collection of accepted keys. A module that
+declares neither has its parameters checked only by ``fit``.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
+from collections.abc import Mapping
 from types import ModuleType
+from typing import Any
+
+log = logging.getLogger("pipeline.methods")
 
 #: method name -> module implementing fit/encode
 METHODS: dict[str, str] = {
@@ -79,3 +90,43 @@ def training_params(name: str, params: dict) -> dict:
     """
     drop = ENCODE_ONLY.get(name, ())
     return {k: v for k, v in params.items() if k not in drop}
+
+
+def check_params(name: str, params: Mapping[str, Any], where: str = "params") -> None:
+    """Refuse an unknown implementation ``name`` or a parameter that method does not accept.
+
+    Args:
+        name: the implementation (a key of :data:`METHODS`).
+        params: the parameters ``fit`` will get (for LAGNH: the dataset's lagnh section with the
+            row's overrides).
+        where: prefix of the error, e.g. ``"config: demo.methods.lsh_x"``.
+
+    Raises:
+        ValueError: naming ``where``, the key and the valid keys (or implementations).
+
+    A method module whose import fails (the driving Snakemake may run without torch) is skipped
+    with a warning; ``fit`` still checks its parameters.
+    """
+    if name not in METHODS:
+        raise ValueError(f"{where}: unknown method implementation '{name}'; valid: "
+                         f"{', '.join(sorted(METHODS))} (name one with the row's 'method' key)")
+    try:
+        module = importlib.import_module(METHODS[name])
+    except ImportError as e:
+        log.warning("%s: parameters not checked before the run (%s cannot be imported: %s)",
+                    where, METHODS[name], e)
+        return
+    check = getattr(module, "check_params", None)
+    if callable(check):
+        try:
+            check(dict(params))
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        return
+    accepted = getattr(module, "PARAMS", None)
+    if accepted is None:
+        return
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(f"{where}: unknown parameter(s) {unknown} for method '{name}'; valid "
+                         f"keys: {', '.join(sorted(accepted)) or '(none)'}")

@@ -11,11 +11,11 @@
   ``float`` ceiling has no code length: its value repeats in every bit column.
 * **topK CSV** (long format): ``method, bits, k, precision`` (``bits`` empty for float).
 * **Markdown table**: a caption stating the convention (MAP@K, tie rule, relevance, zero-hit
-  handling), which rows read the detector's auxiliary labels and the settings chosen on a
-  validation split of the training images, then the table with the best value of each column
-  in bold; the ``float`` ceiling and the ``random`` floor never count as best. The reference
-  rows built from LAGNH's own inputs (``aux``, ``aux_itq``) do count: a method that does not
-  beat them does not get the bold.
+  handling, unreadable images left out), which rows read the detector's auxiliary labels and
+  the settings chosen on a validation split of the training images, then the table with the
+  best value of each column in bold; the ``float`` ceiling and the ``random`` floor never count
+  as best. The reference rows built from LAGNH's own inputs (``aux``, ``aux_itq``) do count: a
+  method that does not beat them does not get the bold.
 
 All inputs must share one MAP convention (``topk`` and ``zero_hit``); mixing is an error.
 """
@@ -154,10 +154,14 @@ def caption(results: list[dict[str, Any]], dataset: str | None) -> str:
     else:
         zh = (f"queries without any relevant retrieval item count as 0 "
               f"({'/'.join(map(str, n_total))} queries)")
+    n_invalid = sorted({int(r.get("n_invalid_excluded") or 0) for r in results})
+    invalid = "" if n_invalid == [0] else (
+        f" {'/'.join(map(str, n_invalid))} query/retrieval images whose files could not be read "
+        f"are left out of every row (queries and retrieval set).")
     return (f"MAP@{at} on {name}. Hamming ranking of the whole retrieval set, ties broken by "
             f"retrieval index ascending (stable sort); relevant = shares at least one "
-            f"ground-truth label; {zh}. Best value per column in bold (the float reference and "
-            f"the random floor are not ranked).{aux_note(results)}")
+            f"ground-truth label; {zh}.{invalid} Best value per column in bold (the float "
+            f"reference and the random floor are not ranked).{aux_note(results)}")
 
 
 def aux_note(results: list[dict[str, Any]]) -> str:

@@ -9,6 +9,31 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 
+def row_params(dataset, row):
+    """A methods row's implementation and the parameters its `train` job gets: the dataset's
+    lagnh section for LAGNH, then the row's overrides."""
+    ds = config[dataset]
+    spec = dict(ds["methods"][row])
+    impl = spec.pop("method", row)
+    base = dict(ds["lagnh"]) if impl == "lagnh" else {}
+    if impl == "lagnh" and base.get("device", "auto") == "auto":
+        base["device"] = ds.get("device", "auto")
+    return impl, {**base, **spec}
+
+
+def check_method_rows():
+    """Unknown implementations and parameters stop the run here, before any job starts."""
+    from pipeline.methods import check_params
+
+    for dataset, ds in config.items():
+        for row in ds["methods"]:
+            impl, params = row_params(dataset, row)
+            check_params(impl, params, where=f"config: {dataset}.methods.{row}")
+
+
+check_method_rows()
+
+
 wildcard_constraints:
     dataset="[a-z][a-z0-9]*",
     method="[a-z][a-z0-9_]*",
@@ -61,7 +86,11 @@ def cell_classifier_json(wildcards):
 def split_inputs(wildcards):
     """Source files the split stage reads, by dataset kind (missing ones fail early)."""
     src = config[wildcards.dataset]["source"]
+    split = config[wildcards.dataset]["split"]
     kind = src["kind"]
+    if split["protocol"] == "lists":  # the list files replace the kind's annotation files
+        keys = ("train_list", "query_list", "database_list")
+        return [split[k] for k in keys if k in split]
     if kind == "demo":
         return [src["instances"], src["images"]]
     if kind == "coco2017":
@@ -105,7 +134,9 @@ def aux_args(wildcards, input):
     """Command-line source of the aux labels: detections, or NUS-WIDE's user tags."""
     if uses_tags(wildcards):
         return "--tags-source-json " + shell_quote(source_json(wildcards))
-    return f"--detections {input.detections}"
+    class_map = config[wildcards.dataset]["auxiliary"]["class_map"]
+    return (f"--detections {input.detections} "
+            f"--class-map-json {shell_quote(as_json(class_map))}")
 
 
 def shell_quote(text):
@@ -130,39 +161,26 @@ def method_impl(wildcards):
     return spec.get("method", wildcards.method)
 
 
-def row_params(dataset, method):
-    """A row's parameters: the dataset's lagnh section for LAGNH, then the row's overrides."""
-    ds = config[dataset]
-    if method not in ds["methods"]:
-        raise ValueError(f"method '{method}' is not in {dataset}.methods")
-    spec = dict(ds["methods"][method])
-    impl = spec.pop("method", method)
-    base = dict(ds["lagnh"]) if impl == "lagnh" else {}
-    if impl == "lagnh" and base.get("device", "auto") == "auto":
-        base["device"] = ds.get("device", "auto")
-    return {**base, **spec}
-
-
 def method_params(wildcards):
     """Everything the row sets (the encode rule: encode-time keys included)."""
-    return as_json(row_params(wildcards.dataset, wildcards.method))
+    if wildcards.method not in config[wildcards.dataset]["methods"]:
+        raise ValueError(f"method '{wildcards.method}' is not in {wildcards.dataset}.methods")
+    return as_json(row_params(wildcards.dataset, wildcards.method)[1])
 
 
 def train_params(wildcards):
     """The row's parameters without encode-time keys: changing those does not retrain."""
-    impl = method_impl(wildcards)
-    return as_json(training_params(impl, row_params(wildcards.dataset, wildcards.method)))
+    impl, params = row_params(wildcards.dataset, wildcards.method)
+    return as_json(training_params(impl, params))
 
 
 def model_row(dataset, method):
     """The first row of the same method and training parameters: whose model a row encodes."""
-    rows = config[dataset]["methods"]
-    impl = rows[method].get("method", method)
-    mine = training_params(impl, row_params(dataset, method))
-    for other, spec in rows.items():
-        if spec.get("method", other) == impl and training_params(
-            impl, row_params(dataset, other)
-        ) == mine:
+    impl, params = row_params(dataset, method)
+    mine = training_params(impl, params)
+    for other in config[dataset]["methods"]:
+        other_impl, other_params = row_params(dataset, other)
+        if other_impl == impl and training_params(impl, other_params) == mine:
             return other
     return method
 

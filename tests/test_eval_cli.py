@@ -334,3 +334,42 @@ def test_report_names_rows_that_read_aux_labels(tmp_path):
     assert rows[1:] == ["| ITQ", "| Aux labels as code", "| Aux bits + ITQ", "| LAGNH",
                         "| Float (Euclidean)"]
     assert "| Aux labels as code | **0.7200** |" in text  # a reference row that wins is bold
+
+
+def test_unreadable_images_are_left_out_of_every_row(dataset, tmp_path):
+    """One rule for codes and float: rows with valid=0 (unreadable image) are excluded from
+    queries and retrieval set alike and counted; encode copies the features' flag."""
+    import torch
+
+    from pipeline.baselines import random as random_method
+    from pipeline.encode import main as encode_main
+    from pipeline.report import caption
+
+    ds = dataset
+    sp, ids = ds["split"], ds["ids"]
+    valid = np.ones(len(ids), np.uint8)
+    bad = [np.flatnonzero(sp == 1)[1], *np.flatnonzero(sp == 2)[1:3]]
+    valid[bad] = 0
+    feats = ds["feats"].copy()
+    feats[bad] = 0
+    write_h5(ds["dir"] / "features.h5", {"ids": ids, "features": feats, "valid": valid},
+             stage="features")
+    write_h5(ds["dir"] / "aux.h5", {"ids": ids, "aux_labels": ds["labels"]}, stage="auxiliary")
+    state = random_method.fit(feats[sp == 0], ds["labels"][sp == 0], BITS, {}, 0)
+    torch.save({"method": "random", "impl": "random", "bits": BITS, "params": {}, "seed": 0,
+                "state": state}, tmp_path / "model.pt")
+    codes = ds["dir"] / "random_16.h5"
+    assert encode_main(["--model", str(tmp_path / "model.pt"), "--split",
+                        str(ds["dir"] / "split.h5"), "--features", str(ds["dir"] / "features.h5"),
+                        "--aux", str(ds["dir"] / "aux.h5"), "--out", str(codes)]) == 0
+    rc, out = _run_eval(ds, "--codes", str(codes))
+    hashed = json.loads(out.read_text())
+    rc2, out2 = _run_eval(ds, "--features", str(ds["dir"] / "features.h5"), "--method-name",
+                          "float")
+    flt = json.loads(out2.read_text())
+    assert rc == rc2 == 0
+    for res in (hashed, flt):
+        assert res["n_invalid_excluded"] == 3
+        assert res["n_queries_total"] == 9 and res["n_retrieval"] == 18
+    assert "3 query/retrieval images whose files could not be read are left out" in \
+        caption([hashed, flt], "tiny")

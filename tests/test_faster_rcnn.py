@@ -111,3 +111,79 @@ def test_scores_to_multihot_threshold_ties() -> None:
 def test_scores_to_multihot_empty() -> None:
     labels, scores = scores_to_multihot([], np.array([1, 2]), [1, 2, 3], 0.5)
     assert labels.shape == scores.shape == (2, 3) and not labels.any()
+
+
+COCO_NAMES = [name for _, name in COCO2017_CATEGORIES]
+COCO_CATS = [{"id": cid, "name": name} for cid, name in COCO2017_CATEGORIES]
+
+
+def _aux_run(tmp_path: Path, class_names: list[str], category_ids: list[int],
+             dets: list[dict], class_map: dict | None = None) -> tuple[dict, dict]:
+    """split.h5 of 3 images with ``class_names`` → pipeline.auxiliary on Faster R-CNN's
+    ``dets`` → aux.h5's data and attrs."""
+    import json
+
+    from pipeline.artifacts import read_h5
+    from pipeline.auxiliary import main
+    from pipeline.split import SplitTable, write_split
+
+    n = len(class_names)
+    table = SplitTable(np.array([1, 2, 3]), np.array(["a.jpg", "b.jpg", "c.jpg"], dtype=object),
+                       np.zeros((3, n), np.uint8), np.array([0, 1, 2], np.uint8), class_names,
+                       str(tmp_path), "random", {"category_ids": category_ids})
+    write_split(table, tmp_path / "split.h5", "mine", 0)
+    det = {"detector": {"kind": "faster_rcnn"}, "categories": COCO_CATS,
+           "n_images": 3, "skipped_ids": [], "detections": dets}
+    (tmp_path / "det.json").write_text(json.dumps(det))
+    argv = ["--split", str(tmp_path / "split.h5"), "--detections", str(tmp_path / "det.json"),
+            "--threshold", "0.5", "--out", str(tmp_path / "aux.h5")]
+    if class_map is not None:
+        argv += ["--class-map-json", json.dumps(class_map)]
+    assert main(argv) == 0
+    return read_h5(tmp_path / "aux.h5", stage="auxiliary")
+
+
+def test_detections_reach_the_column_of_their_name_not_of_their_id(tmp_path: Path) -> None:
+    """A COCO-format collection numbering the 80 classes 1..80: Faster R-CNN's "stop sign"
+    (COCO id 13) must not become the collection's id 13 ("parking meter"), nor "toothbrush"
+    (COCO id 90) vanish."""
+    dets = [{"image_id": 1, "category_id": 13, "bbox": [0, 0, 1, 1], "score": 0.9},
+            {"image_id": 2, "category_id": 90, "bbox": [0, 0, 1, 1], "score": 0.8}]
+    data, attrs = _aux_run(tmp_path, COCO_NAMES, list(range(1, 81)), dets)
+    labels = data["aux_labels"]
+    assert labels.sum() == 2
+    assert labels[0, COCO_NAMES.index("stop sign")] == 1
+    assert labels[1, COCO_NAMES.index("toothbrush")] == 1
+    assert attrs["class_map"] == {n: n for n in COCO_NAMES}
+
+
+def test_mismatched_classes_are_refused_by_name(tmp_path: Path) -> None:
+    """A collection with its own classes: the detector's extra classes and the collection's
+    unproduced ones are named; an explicit class_map renames, drops, and is recorded."""
+    own = ["person", "auto", "kite", "zebra crossing"]
+    dets = [{"image_id": 1, "category_id": 3, "bbox": [0, 0, 1, 1], "score": 0.9},   # car
+            {"image_id": 3, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.7},   # person
+            {"image_id": 2, "category_id": 18, "bbox": [0, 0, 1, 1], "score": 0.9}]  # dog
+    with pytest.raises(ValueError) as err:
+        _aux_run(tmp_path, own, [1, 2, 3, 4], dets)
+    text = str(err.value)
+    assert "'auto'" in text and "'zebra crossing'" in text and "'toothbrush'" in text
+    assert "'person'" not in text.split("never produces")[1]
+    drop = {n: None for n in COCO_NAMES if n not in ("person", "car", "kite", "traffic light")}
+    cmap = {**drop, "car": "auto", "traffic light": "zebra crossing"}
+    data, attrs = _aux_run(tmp_path, own, [1, 2, 3, 4], dets, cmap)
+    assert data["aux_labels"].tolist() == [[0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]]
+    assert attrs["class_map"]["car"] == "auto" and attrs["class_map"]["dog"] is None
+    with pytest.raises(ValueError, match=r"does not have: \['lorry'\]"):
+        _aux_run(tmp_path, own, [1, 2, 3, 4], dets, {**cmap, "lorry": "auto"})
+
+
+def test_detectors_declare_their_classes() -> None:
+    """detections.json records each detector's classes; the demo's match by name."""
+    from pipeline.datasets import fashion_mnist
+    from pipeline.detectors import cell_classifier
+    from pipeline.detectors.multihot import match_classes
+
+    assert faster_rcnn.categories() == COCO_CATS
+    cols, _ = match_classes(cell_classifier.categories(), fashion_mnist.CLASS_NAMES)
+    assert cols == {i + 1: i for i in range(10)}

@@ -83,3 +83,13 @@ def test_split_cli_leaves_no_output_on_error(coco_collection, tmp_path):
                           "--out", str(out)], capture_output=True, text=True)
     assert bad.returncode != 0 and "do not fit" in bad.stderr
     assert not out.exists()
+
+
+def test_annotation_of_an_unknown_image_is_named(coco_collection, tmp_path):
+    coco = json.loads(coco_collection["instances"].read_text())
+    coco["annotations"].append({"id": 999, "image_id": 77, "category_id": 2,
+                                "bbox": [1, 1, 2, 2], "area": 4, "iscrowd": 0})
+    bad = tmp_path / "orphan.json"
+    bad.write_text(json.dumps(coco))
+    with pytest.raises(ValueError, match=r"orphan\.json: annotation 999 has image_id 77"):
+        load_coco_labels(bad)

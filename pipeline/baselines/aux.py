@@ -31,6 +31,8 @@ __all__ = ["DEFAULTS", "check_aux", "encode", "fit"]
 METHOD = "aux"
 #: default parameters (none besides the common ``block_rows``)
 DEFAULTS: dict[str, Any] = {}
+#: parameters a row may set (checked when the workflow starts)
+PARAMS: tuple[str, ...] = (*DEFAULTS, "block_rows")
 
 
 

@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
 }
 #: ``fit`` takes the training images' ground-truth labels (validation relevance only)
 USES_TRAIN_LABELS = True
+#: parameters a row may set (checked when the workflow starts)
+PARAMS: tuple[str, ...] = (*DEFAULTS, "block_rows")
 
 
 

@@ -53,6 +53,8 @@ __all__ = ["DEFAULTS", "encode", "fit", "quantization_loss", "random_rotation"]
 METHOD = "itq"
 #: default parameters
 DEFAULTS: dict[str, Any] = {"iterations": 50}
+#: keys a ``methods`` row may set (checked at start-up by :func:`pipeline.methods.check_params`)
+PARAMS: tuple[str, ...] = (*DEFAULTS, "block_rows")
 
 
 def random_rotation(c: int, rng: np.random.Generator) -> np.ndarray:

@@ -41,6 +41,8 @@ __all__ = ["DEFAULTS", "encode", "fit"]
 METHOD = "lsh"
 #: default parameters
 DEFAULTS: dict[str, Any] = {"center": True}
+#: keys a ``methods`` row may set (checked at start-up by :func:`pipeline.methods.check_params`)
+PARAMS: tuple[str, ...] = (*DEFAULTS, "block_rows")
 
 
 def fit(

@@ -36,6 +36,8 @@ __all__ = ["DEFAULTS", "encode", "fit"]
 METHOD = "random"
 #: default parameters (none besides the common ``block_rows``)
 DEFAULTS: dict[str, Any] = {}
+#: keys a ``methods`` row may set (checked at start-up by :func:`pipeline.methods.check_params`)
+PARAMS: tuple[str, ...] = (*DEFAULTS, "block_rows")
 
 
 def fit(

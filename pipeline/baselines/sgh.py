@@ -96,6 +96,8 @@ __all__ = ["DEFAULTS", "encode", "feature_transform", "fit", "kernel_features"]
 METHOD = "sgh"
 #: default parameters
 DEFAULTS: dict[str, Any] = {"anchors": 300, "rho": None, "sigma": None, "refine_passes": 1}
+#: keys a ``methods`` row may set (checked at start-up by :func:`pipeline.methods.check_params`)
+PARAMS: tuple[str, ...] = (*DEFAULTS, "block_rows")
 _EIG_RTOL = 1e-10
 
 

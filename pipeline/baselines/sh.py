@@ -58,6 +58,8 @@ __all__ = ["DEFAULTS", "encode", "fit", "select_modes"]
 METHOD = "sh"
 #: default parameters (none besides the common ``block_rows``)
 DEFAULTS: dict[str, Any] = {}
+#: keys a ``methods`` row may set (checked at start-up by :func:`pipeline.methods.check_params`)
+PARAMS: tuple[str, ...] = (*DEFAULTS, "block_rows")
 
 
 def select_modes(ranges: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

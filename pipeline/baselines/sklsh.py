@@ -53,6 +53,8 @@ __all__ = ["DEFAULTS", "encode", "fit", "knn_bandwidth"]
 METHOD = "sklsh"
 #: default parameters
 DEFAULTS: dict[str, Any] = {"sigma": None, "sigma_knn": 50, "sigma_sample": 1000}
+#: keys a ``methods`` row may set (checked at start-up by :func:`pipeline.methods.check_params`)
+PARAMS: tuple[str, ...] = (*DEFAULTS, "block_rows")
 
 
 def _positive_int(value: Any, name: str) -> int:

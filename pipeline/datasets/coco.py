@@ -58,7 +58,12 @@ def load_coco_labels(instances_json: str | os.PathLike,
         if c is None:
             raise ValueError(f"{path}: annotation {ann.get('id')} has category_id "
                              f"{ann['category_id']} not among the dataset's categories")
-        labels[row[ann["image_id"]], c] = 1
+        r = row.get(ann["image_id"])
+        if r is None:
+            raise ValueError(f"{path}: annotation {ann.get('id')} has image_id "
+                             f"{ann['image_id']!r}, which is not among the file's images; fix "
+                             "the annotation or add the image to 'images'")
+        labels[r, c] = 1
     files = np.asarray([coco.imgs[i]["file_name"] for i in img_ids], dtype=object)
     return CocoTable(np.asarray(img_ids, dtype=np.int64), files, labels, list(category_ids), names)
 

@@ -107,6 +107,12 @@ def load_model(path: str | Path) -> tuple[nn.Sequential, dict[str, Any]]:
     return model.eval(), ckpt
 
 
+def categories(cfg: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The classes :func:`detect` emits: ``{"id": index + 1, "name"}`` of Fashion-MNIST's 10
+    (the empty class is never emitted); the demo's categories have the same names."""
+    return [{"id": i + 1, "name": name} for i, name in enumerate(fashion_mnist.CLASS_NAMES)]
+
+
 def detect(image_paths: list[str], ids: np.ndarray, cfg: dict[str, Any],
            device: str = "cpu") -> tuple[list[dict[str, Any]], list[int]]:
     """Classify every cell of every image; one detection per (cell, class) with score ≥

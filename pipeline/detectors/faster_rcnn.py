@@ -85,6 +85,13 @@ def label_to_coco_id(categories: Sequence[str],
     return mapping
 
 
+def categories(cfg: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The classes :func:`detect` emits, ``{"id": COCO category id, "name"}`` each: MS COCO
+    2017's 80 (:func:`label_to_coco_id` refuses weights that lack any of them). Recorded in
+    ``detections.json`` so the auxiliary stage matches them to the dataset's classes by name."""
+    return [{"id": cid, "name": name} for cid, name in COCO2017_CATEGORIES]
+
+
 def coco_id_to_column(category_ids: Sequence[int] | None = None) -> dict[int, int]:
     """COCO category id → contiguous label column (ascending id: person 1 → 0 … toothbrush
     90 → 79)."""

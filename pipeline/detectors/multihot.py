@@ -1,6 +1,8 @@
-"""Detections (COCO results format) → multi-hot auxiliary labels: a pure function.
+"""Detections (COCO results format) → multi-hot auxiliary labels: pure functions.
 
-Shared by every detector (Faster R-CNN for MS COCO, the demo's cell classifier).
+Shared by every detector (Faster R-CNN for MS COCO, the demo's cell classifier). A detector's
+classes are matched to the dataset's label columns by *name* (:func:`match_classes`), never by
+numeric category id: a COCO-format collection may number its classes otherwise.
 """
 
 from __future__ import annotations
@@ -74,3 +76,69 @@ def scores_to_multihot(detections: Iterable[Mapping[str, Any]], ids: np.ndarray,
     found = np.isfinite(best)
     labels = (found & (best >= threshold)).astype(np.uint8)
     return labels, np.where(found, best, 0.0).astype(np.float16)
+
+
+def match_classes(detector_categories: Sequence[Mapping[str, Any]], class_names: Sequence[str],
+                  class_map: Mapping[str, str | None] | None = None,
+                  where: str = "auxiliary") -> tuple[dict[int, int], dict[str, str | None]]:
+    """Detector category id → dataset label column, matched by class name.
+
+    Every detector class goes to the dataset class of the same name, unless ``class_map``
+    renames it (``detector name: dataset name``) or drops it (``detector name: None``).
+
+    Args:
+        detector_categories: the detector's classes, ``{"id", "name"}`` each (the
+            ``categories`` of ``detections.json``).
+        class_names: the dataset's label columns, in order (``split.h5``'s ``class_names``).
+        class_map: renames and drops (config ``auxiliary.class_map``).
+        where: prefix of the error messages.
+
+    Returns:
+        ``{category id: column}`` of the kept classes, and the complete map
+        ``{detector name: dataset name or None}`` (recorded in ``aux.h5``).
+
+    Raises:
+        ValueError: naming the classes, when ``class_map`` names a class the detector does not
+            have or a dataset class that does not exist, when a detector class has no dataset
+            class of its name and is not mapped or dropped, or when a dataset class is produced
+            by no detector class (its column would always be 0).
+
+    Example:
+        >>> cats = [{"id": 13, "name": "stop sign"}, {"id": 14, "name": "parking meter"},
+        ...         {"id": 90, "name": "toothbrush"}]
+        >>> match_classes(cats, ["parking meter", "stop sign", "brush"],
+        ...               {"toothbrush": "brush"})[0]
+        {13: 1, 14: 0, 90: 2}
+    """
+    class_map = dict(class_map or {})
+    ids = [int(c["id"]) for c in detector_categories]
+    names = [str(c["name"]) for c in detector_categories]
+    if len(set(ids)) != len(ids) or len(set(names)) != len(names):
+        raise ValueError(f"{where}: the detector's categories repeat an id or a name; rerun "
+                         "the detect rule")
+    column = {n: j for j, n in enumerate(class_names)}
+    problems = []
+    unknown_keys = sorted(set(class_map) - set(names))
+    if unknown_keys:
+        problems.append(f"auxiliary.class_map names classes the detector does not have: "
+                        f"{unknown_keys}")
+    bad_targets = sorted({v for v in class_map.values() if v is not None and v not in column})
+    if bad_targets:
+        problems.append(f"auxiliary.class_map maps to classes the dataset does not have: "
+                        f"{bad_targets} (dataset classes: {list(class_names)})")
+    full = {n: class_map.get(n, n) for n in names}
+    unmatched = [n for n, target in full.items()
+                 if n not in class_map and target not in column]
+    if unmatched:
+        problems.append(f"detector classes with no dataset class of that name: {unmatched}; "
+                        "map each in auxiliary.class_map to a dataset class, or to null to "
+                        "drop it")
+    never = [c for c in class_names if c not in set(full.values())]
+    if never:
+        problems.append(f"dataset classes the detector never produces: {never}; map a detector "
+                        "class to each in auxiliary.class_map, or use another detector")
+    if problems:
+        raise ValueError(f"{where}: the detector's classes do not match the dataset's:\n  "
+                         + "\n  ".join(problems))
+    cols = {i: column[full[n]] for i, n in zip(ids, names, strict=True) if full[n] is not None}
+    return cols, full

@@ -81,6 +81,13 @@ def _check_labels(Y: Any, n: int, c: int | None = None) -> np.ndarray:
     return Y
 
 
+def check_params(params: dict[str, Any]) -> None:
+    """Refuse unknown keys or bad values of a LAGNH ``methods`` row (the lagnh section with the
+    row's overrides) before training: :func:`pipeline.methods.check_params` calls it at start-up.
+    """
+    resolve_options(params)
+
+
 def fit(X: np.ndarray, Y: np.ndarray | None, bits: int, params: dict[str, Any] | None,
         seed: int = 0) -> dict[str, Any]:
     """Train LAGNH on training features ``X`` (n, d) and auxiliary labels ``Y`` (n, c).
