@@ -15,8 +15,8 @@ rule cell_classifier:
     conda:
         "../envs/torch.yaml"
     resources:
-        mem_mb=mem_mb_for("cell_classifier"),
-        runtime=runtime_for("cell_classifier"),
+        mem_mb=scaled(2000),
+        runtime=scaled(30),
     shell:
         "python -m pipeline.detectors.cell_classifier --config-json {params.cfg:q} "
         "--threads {threads} --out {output} 2> {log}"
@@ -28,9 +28,9 @@ rule detect:
     output:
         "results/{dataset}/detections.json",
     params:
-        detector=detector_json,
+        detector=section_json("detector"),
         checkpoint=checkpoint_arg,
-        device=device,
+        device=lookup(dpath="{dataset}/device", within=config),
     threads: 2
     log:
         "logs/detect/{dataset}.log",
@@ -39,9 +39,9 @@ rule detect:
     conda:
         "../envs/torch.yaml"
     resources:
-        mem_mb=mem_mb_for("detect"),
-        runtime=runtime_for("detect"),
-        gpu=gpu_count,
+        mem_mb=scaled(8000),
+        runtime=scaled(600),
+        gpu=gpu_detect,
     shell:
         "python -m pipeline.detect --split {input.split} --detector-json {params.detector:q} "
         "{params.checkpoint} --device {params.device} --threads {threads} --out {output} 2> {log}"
@@ -53,7 +53,7 @@ rule auxiliary:
     output:
         "results/{dataset}/aux.h5",
     params:
-        threshold=aux_threshold,
+        threshold=lookup(dpath="{dataset}/auxiliary/threshold", within=config),
         source=aux_args,
     log:
         "logs/auxiliary/{dataset}.log",
@@ -62,8 +62,8 @@ rule auxiliary:
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=mem_mb_for("auxiliary"),
-        runtime=runtime_for("auxiliary"),
+        mem_mb=scaled(3000),
+        runtime=scaled(30),
     shell:
         "python -m pipeline.auxiliary --split {input.split} {params.source} "
         "--threshold {params.threshold} --out {output} 2> {log}"

@@ -1,37 +1,31 @@
-# Every helper of the workflow lives here; the stage files hold only rules.
+# Every helper of the workflow lives here; the stage files hold only rules. Config values reach
+# commands as sorted JSON or through `lookup`, so a changed value reruns exactly its rule.
 import json
 import os
-
-from pipeline.methods import training_params
+import shlex
 
 from snakemake.utils import validate
+
+from pipeline.methods import check_params, training_params
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 
 def row_params(dataset, row):
-    """A methods row's implementation and the parameters its `train` job gets: the dataset's
-    lagnh section for LAGNH, then the row's overrides."""
+    """A methods row's implementation and parameters: for LAGNH the dataset's lagnh section
+    (its `device` the dataset's unless set), then the row's overrides."""
     ds = config[dataset]
     spec = dict(ds["methods"][row])
     impl = spec.pop("method", row)
     base = dict(ds["lagnh"]) if impl == "lagnh" else {}
     if impl == "lagnh" and base.get("device", "auto") == "auto":
-        base["device"] = ds.get("device", "auto")
+        base["device"] = ds["device"]
     return impl, {**base, **spec}
 
 
-def check_method_rows():
-    """Unknown implementations and parameters stop the run here, before any job starts."""
-    from pipeline.methods import check_params
-
-    for dataset, ds in config.items():
-        for row in ds["methods"]:
-            impl, params = row_params(dataset, row)
-            check_params(impl, params, where=f"config: {dataset}.methods.{row}")
-
-
-check_method_rows()
+for _dataset, _ds in config.items():  # a bad methods row stops the run before any job
+    for _row in _ds["methods"]:
+        check_params(*row_params(_dataset, _row), where=f"config: {_dataset}.methods.{_row}")
 
 
 wildcard_constraints:
@@ -42,81 +36,45 @@ wildcard_constraints:
 
 
 def final_targets():
-    """Default target: the MAP table of the demo (or of the first dataset configured)."""
-    name = "demo" if "demo" in config else next(iter(config))
-    return [f"results/{name}_map.csv"]
+    """What the README promises for the demo (or the first dataset): tables, then figures."""
+    d = "demo" if "demo" in config else next(iter(config))
+    figures = [f"results/{d}_{name}.png" for name in ("topk_precision", "pr")]
+    galleries = [f"results/{d}_gallery_{b}.png" for b in config[d]["bits"]]
+    return [f"results/{d}_map.csv", f"results/{d}_table.md", *figures, *galleries,
+            *history_plots(d)]
 
 
-def dataset_cfg(wildcards):
-    return config[wildcards.dataset]
+def section_json(*keys):
+    """Input function: the job's dataset section at `keys` as sorted JSON."""
 
+    def get(wildcards):
+        value = config[wildcards.dataset]
+        for key in keys:
+            value = value[key]
+        return json.dumps(value, sort_keys=True)
 
-def as_json(obj):
-    """Config values reach commands as sorted JSON (params change -> rule reruns)."""
-    return json.dumps(obj, sort_keys=True)
-
-
-def source_json(wildcards):
-    return as_json(config[wildcards.dataset]["source"])
-
-
-def split_json(wildcards):
-    return as_json(config[wildcards.dataset]["split"])
-
-
-def demo_build_json(wildcards):
-    return as_json(config[wildcards.dataset]["source"]["build"])
-
-
-def features_json(wildcards):
-    return as_json(config[wildcards.dataset]["features"])
-
-
-def detector_json(wildcards):
-    return as_json(config[wildcards.dataset]["detector"])
+    return get
 
 
 def cell_classifier_json(wildcards):
-    src = config[wildcards.dataset]["source"]["build"]
-    train = config[wildcards.dataset]["detector"].get("train", {})
-    keep = ("cell", "grid", "fashion_mnist_dir")
-    return as_json({**train, **{k: src[k] for k in keep if k in src}})
+    """The classifier's training section plus the mosaic geometry it classifies."""
+    ds = config[wildcards.dataset]
+    build = ds["source"].get("build", {})
+    geometry = {k: build[k] for k in ("cell", "grid", "fashion_mnist_dir") if k in build}
+    return json.dumps({**ds["detector"].get("train", {}), **geometry}, sort_keys=True)
 
 
 def split_inputs(wildcards):
     """Source files the split stage reads, by dataset kind (missing ones fail early)."""
-    src = config[wildcards.dataset]["source"]
-    split = config[wildcards.dataset]["split"]
-    kind = src["kind"]
+    src, split = config[wildcards.dataset]["source"], config[wildcards.dataset]["split"]
     if split["protocol"] == "lists":  # the list files replace the kind's annotation files
-        keys = ("train_list", "query_list", "database_list")
-        return [split[k] for k in keys if k in split]
-    if kind == "demo":
-        return [src["instances"], src["images"]]
-    if kind == "coco2017":
+        return [split[k] for k in ("train_list", "query_list", "database_list") if k in split]
+    if src["kind"] == "coco2017":
         return [f"resources/{wildcards.dataset}/.{name}.extracted" for name in src["archives"]]
-    if kind == "coco_format":
-        return [src["instances"]]
-    if kind == "nuswide":
+    if src["kind"] == "nuswide":
         keys = ("image_list", "labels_dir", "tag_list", "tags_file")
         return [os.path.join(src["root"], src[k]) for k in keys if k in src]
-    return []
-
-
-def archive_url(wildcards):
-    return config[wildcards.dataset]["source"]["archives"][wildcards.archive]["url"]
-
-
-def source_root(wildcards):
-    return config[wildcards.dataset]["source"].get("root", f"resources/{wildcards.dataset}")
-
-
-def archive_md5(wildcards):
-    return config[wildcards.dataset]["source"]["archives"][wildcards.archive]["md5"]
-
-
-def aux_threshold(wildcards):
-    return config[wildcards.dataset]["auxiliary"]["threshold"]
+    return [src[k] for k in ("instances", "images") if k in src]  # demo, coco_format
 
 
 def uses_tags(wildcards):
@@ -133,16 +91,9 @@ def aux_inputs(wildcards):
 def aux_args(wildcards, input):
     """Command-line source of the aux labels: detections, or NUS-WIDE's user tags."""
     if uses_tags(wildcards):
-        return "--tags-source-json " + shell_quote(source_json(wildcards))
-    class_map = config[wildcards.dataset]["auxiliary"]["class_map"]
-    return (f"--detections {input.detections} "
-            f"--class-map-json {shell_quote(as_json(class_map))}")
-
-
-def shell_quote(text):
-    import shlex
-
-    return shlex.quote(text)
+        return f"--tags-source-json {shlex.quote(section_json('source')(wildcards))}"
+    class_map = section_json("auxiliary", "class_map")(wildcards)
+    return f"--detections {input.detections} --class-map-json {shlex.quote(class_map)}"
 
 
 def detect_inputs(wildcards):
@@ -157,21 +108,18 @@ def checkpoint_arg(wildcards, input):
 
 
 def method_impl(wildcards):
-    spec = config[wildcards.dataset]["methods"][wildcards.method]
-    return spec.get("method", wildcards.method)
+    return row_params(wildcards.dataset, wildcards.method)[0]
 
 
 def method_params(wildcards):
     """Everything the row sets (the encode rule: encode-time keys included)."""
-    if wildcards.method not in config[wildcards.dataset]["methods"]:
-        raise ValueError(f"method '{wildcards.method}' is not in {wildcards.dataset}.methods")
-    return as_json(row_params(wildcards.dataset, wildcards.method)[1])
+    return json.dumps(row_params(wildcards.dataset, wildcards.method)[1], sort_keys=True)
 
 
 def train_params(wildcards):
     """The row's parameters without encode-time keys: changing those does not retrain."""
     impl, params = row_params(wildcards.dataset, wildcards.method)
-    return as_json(training_params(impl, params))
+    return json.dumps(training_params(impl, params), sort_keys=True)
 
 
 def model_row(dataset, method):
@@ -190,25 +138,10 @@ def encode_model(wildcards):
     return f"results/{wildcards.dataset}/models/{row}_{wildcards.bits}.pt"
 
 
-def dataset_seed(wildcards):
-    return config[wildcards.dataset].get("seed", 0)
-
-
-def eval_option(name):
-    def get(wildcards):
-        return config[wildcards.dataset]["eval"][name]
-
-    return get
-
-
 def eval_jsons(wildcards):
-    ds = config[wildcards.dataset]
-    files = [
-        f"results/{wildcards.dataset}/eval/{m}_{b}.json"
-        for m in ds["methods"]
-        for b in ds["bits"]
-    ]
-    return files + [f"results/{wildcards.dataset}/eval/float.json"]
+    ds, d = config[wildcards.dataset], wildcards.dataset
+    rows = [f"results/{d}/eval/{m}_{b}.json" for m in ds["methods"] for b in ds["bits"]]
+    return [*rows, f"results/{d}/eval/float.json"]
 
 
 def gallery_codes(wildcards):
@@ -217,156 +150,48 @@ def gallery_codes(wildcards):
     return [f"results/{wildcards.dataset}/codes/{m}_{wildcards.bits}.h5" for m in names]
 
 
+def history_plots(d):
+    """Loss curves of the LAGNH rows that train their own model."""
+    ds = config[d]
+    return [f"results/{d}/models/{m}_{b}_history.png" for m in ds["methods"]
+            if row_params(d, m)[0] == "lagnh" and model_row(d, m) == m for b in ds["bits"]]
+
+
 def plot_files(wildcards):
-    ds = config[wildcards.dataset]
-    d = wildcards.dataset
-    files = [f"results/{d}_topk_precision.png", f"results/{d}_pr.png"]
-    files += [f"results/{d}_gallery_{b}.png" for b in ds["bits"]]
-    files += [
-        f"results/{d}/models/{m}_{b}_history.png"
-        for m, spec in ds["methods"].items()
-        if spec.get("method", m) == "lagnh" and model_row(d, m) == m
-        for b in ds["bits"]
-    ]
-    return files
+    d, ds = wildcards.dataset, config[wildcards.dataset]
+    return [f"results/{d}_topk_precision.png", f"results/{d}_pr.png",
+            *[f"results/{d}_gallery_{b}.png" for b in ds["bits"]], *history_plots(d)]
 
 
-def gpu_count(wildcards):
-    """GPUs a rule asks the scheduler for: 1 unless the dataset is pinned to the CPU."""
-    return 0 if config[wildcards.dataset].get("device", "auto") == "cpu" else 1
+# --- Scheduler resources ---------------------------------------------------------------------
+# Memory (MB) and runtime (minutes) are fixed per rule in the rule files, sized for MS COCO from
+# measured peaks (benchmarks/README.md) and multiplied by the attempt number (--retries); a
+# profile overrides them per rule (set-resources). A job asks for a GPU only when it uses one.
 
 
-def device(wildcards):
-    return config[wildcards.dataset].get("device", "auto")
-
-
-# ---------------------------------------------------------------------------------------------
-# Scheduler resources (SLURM and other executors): memory in MB and runtime in minutes, sized
-# from the dataset's config (image counts, backbone, batch sizes, epochs, device). Coarse upper
-# bounds meant to fit on the first try; each retry (--retries) multiplies both by the attempt
-# number. Local runs ignore them unless --resources caps mem_mb. Profiles can override a rule
-# (set-resources); see profiles/README.md.
-# ---------------------------------------------------------------------------------------------
-KNOWN_IMAGE_COUNTS = {"coco2017": 123_287, "nuswide": 195_834}  # images kept by the protocols
-FEATURE_DIMS = {"vgg16_fc7": 4096, "efficientnet_lite0": 1280, "resnet50": 2048}
-MB = 2**20
-
-
-def job_sizes(wildcards):
-    """What a dataset's jobs scale with: image counts, feature size, batches, device."""
-    ds = config[wildcards.dataset]
-    src, split, feats = ds["source"], ds["split"], ds["features"]
-    counts = [split[k] for k in ("train", "query", "retrieval") if isinstance(split.get(k), int)]
-    if src["kind"] == "demo":
-        images = src["build"]["n_images"]
-    elif src["kind"] in KNOWN_IMAGE_COUNTS:
-        images = KNOWN_IMAGE_COUNTS[src["kind"]]
-    else:
-        images = sum(counts) if len(counts) == 3 else 100_000
-    query = split.get("query") or split.get("per_concept_query", 0) * src.get("n_concepts", 21)
-    query = min(query or 5000, images)
-    train = min(split.get("train") or 5000, images)
-    detector = ds.get("detector", {})
-    lagnh = ds["lagnh"]
-    method = getattr(wildcards, "method", None)
-    return {
-        "images": images,
-        "train": train,
-        "query": query,
-        "retrieval": max(images - query, 1),
-        "dim": FEATURE_DIMS.get(feats["backbone"], 4096),
-        "batch": feats["batch_size"],
-        "pixels": feats["image_size"] ** 2,
-        "workers": feats["num_workers"],
-        "gpu": gpu_count(wildcards) > 0,
-        "detector": detector.get("kind", "none"),
-        "det_pixels": detector.get("min_size", 800) * detector.get("max_size", 1333),
-        "det_batch": detector.get("batch_size", 8),
-        "det_epochs": detector.get("train", {}).get("epochs", 15),
-        "lagnh": method is not None and method_impl(wildcards) == "lagnh",
-        "lagnh_steps": lagnh["epochs"] * -(-train // lagnh["batch_size"]),  # epochs x batches
-    }
-
-
-def _cuda_host_mb(s):
-    return 2000 if s["gpu"] else 0  # CUDA context and pinned buffers on the host
-
-
-def _features_per_second(s):
-    return (300 if s["gpu"] else 10) * 224**2 / s["pixels"]  # VGG-16 at 224 px as reference
-
-
-def _detections_per_second(s):
-    return 500 if s["detector"] == "cell_classifier" else (10 if s["gpu"] else 0.3)
-
-
-# rule -> memory (MB) from job_sizes(); arrays are float32 (4 bytes) unless noted
-MEM_MB = {
-    "demo_images": lambda s: 1000,
-    "download": lambda s: 500,
-    "extract": lambda s: 1000,
-    "split": lambda s: 2000 + 0.04 * s["images"],  # COCO/NUS-WIDE annotation tables
-    "features": lambda s: (
-        1500 + 300 * s["workers"] + _cuda_host_mb(s)
-        + 10 * s["batch"] * s["pixels"] * 3 * 4 / MB  # a batch and its activations
-    ),
-    "cell_classifier": lambda s: 1500,
-    "detect": lambda s: (
-        1500 if s["detector"] == "cell_classifier"
-        else 3000 + _cuda_host_mb(s) + 10 * s["det_batch"] * s["det_pixels"] * 3 * 4 / MB
-    ),
-    "auxiliary": lambda s: 1000 + 0.05 * s["images"],  # parsed detections.json
-    "train": lambda s: (
-        2000 + _cuda_host_mb(s)
-        + 4 * s["train"] * s["dim"] * 4 / MB  # copies of the train features
-        + 4 * s["train"] ** 2 * 4 / MB  # dense train-by-train graphs
-    ),
-    "encode": lambda s: 2000 + _cuda_host_mb(s) + 3 * s["images"] * s["dim"] * 4 / MB,
-    "evaluate": lambda s: 2000 + 0.01 * s["retrieval"],  # chunked Hamming ranking
-    "evaluate_float": lambda s: 2000 + 2 * s["images"] * s["dim"] * 4 / MB,
-    "report": lambda s: 1000,
-    "curves": lambda s: 1000,
-    "gallery": lambda s: 1000,
-    "history_plot": lambda s: 1000,
-}
-
-# rule -> runtime (minutes) from job_sizes(); 10 minutes of start-up slack everywhere
-RUNTIME_MIN = {
-    "demo_images": lambda s: 10 + s["images"] / 1000,
-    "download": lambda s: 360,  # tens of GB over the internet
-    "extract": lambda s: 60,
-    "split": lambda s: 10 + s["images"] / 5000,
-    "features": lambda s: 10 + s["images"] / _features_per_second(s) / 60,
-    "cell_classifier": lambda s: 10 + s["det_epochs"],
-    "detect": lambda s: 10 + s["images"] / _detections_per_second(s) / 60,
-    "auxiliary": lambda s: 10 + s["images"] / 20000,
-    "train": lambda s: 20 + (
-        s["lagnh_steps"] * (0.05 if s["gpu"] else 1.0) / 60  # LAGNH: seconds per step
-        if s["lagnh"] else s["train"] / 500
-    ),
-    "encode": lambda s: 15 + s["images"] / 1000 / 60,
-    "evaluate": lambda s: 10 + s["query"] * s["retrieval"] / 5e6 / 60,
-    "evaluate_float": lambda s: 10 + s["query"] * s["retrieval"] * s["dim"] / 1e10 / 60,
-    "report": lambda s: 10,
-    "curves": lambda s: 10,
-    "gallery": lambda s: 10,
-    "history_plot": lambda s: 10,
-}
-
-
-def mem_mb_for(rule):
-    """Memory a job of ``rule`` asks for (MB, rounded up to 100 MB), times the attempt."""
+def scaled(amount):
+    """A resource that doubles on the second attempt, triples on the third."""
 
     def get(wildcards, attempt):
-        return int(-(-MEM_MB[rule](job_sizes(wildcards)) // 100) * 100) * attempt
+        return amount * attempt
 
     return get
 
 
-def runtime_for(rule):
-    """Wall-clock limit of a job of ``rule`` (whole minutes), times the attempt."""
+def on_gpu(wildcards):
+    """Whether the dataset's jobs may use CUDA (`device` not `cpu`)."""
+    return config[wildcards.dataset]["device"] != "cpu"
 
-    def get(wildcards, attempt):
-        return int(-(-RUNTIME_MIN[rule](job_sizes(wildcards)) // 1)) * attempt
 
-    return get
+def gpu_features(wildcards):
+    return int(on_gpu(wildcards))
+
+
+def gpu_detect(wildcards):
+    """The Faster R-CNN detector runs on the GPU; the demo's cell classifier does not ask."""
+    return int(on_gpu(wildcards) and config[wildcards.dataset]["detector"]["kind"] == "faster_rcnn")
+
+
+def gpu_method(wildcards):
+    """LAGNH trains and encodes on the GPU; the numpy baselines never ask for one."""
+    return int(on_gpu(wildcards) and method_impl(wildcards) == "lagnh")

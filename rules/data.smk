@@ -7,7 +7,7 @@ rule demo_images:
         instances="resources/{dataset}/instances_all.json",
         images=directory("resources/{dataset}/images"),
     params:
-        build=demo_build_json,
+        build=section_json("source", "build"),
     log:
         "logs/demo_images/{dataset}.log",
     benchmark:
@@ -15,8 +15,8 @@ rule demo_images:
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=mem_mb_for("demo_images"),
-        runtime=runtime_for("demo_images"),
+        mem_mb=scaled(1000),
+        runtime=scaled(20),
     shell:
         "python -m pipeline.datasets.demo --config-json {params.build:q} "
         "--out-json {output.instances} --out-images {output.images} 2> {log}"
@@ -26,8 +26,8 @@ rule download:
     output:
         "resources/{dataset}/archives/{archive}.zip",
     params:
-        url=archive_url,
-        md5=archive_md5,
+        url=lookup(dpath="{dataset}/source/archives/{archive}/url", within=config),
+        md5=lookup(dpath="{dataset}/source/archives/{archive}/md5", within=config),
     log:
         "logs/download/{dataset}_{archive}.log",
     benchmark:
@@ -36,8 +36,8 @@ rule download:
         "../envs/data.yaml"
     retries: 2
     resources:
-        mem_mb=mem_mb_for("download"),
-        runtime=runtime_for("download"),
+        mem_mb=scaled(500),
+        runtime=scaled(360),
     shell:
         "python -m pipeline.datasets.download --url {params.url:q} --md5 {params.md5:q} "
         "--out {output} 2> {log}"
@@ -49,7 +49,7 @@ rule extract:
     output:
         "resources/{dataset}/.{archive}.extracted",
     params:
-        root=source_root,
+        root=lookup(dpath="{dataset}/source/root", within=config),
     log:
         "logs/extract/{dataset}_{archive}.log",
     benchmark:
@@ -57,8 +57,8 @@ rule extract:
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=mem_mb_for("extract"),
-        runtime=runtime_for("extract"),
+        mem_mb=scaled(1000),
+        runtime=scaled(60),
     shell:
         "python -m pipeline.datasets.download extract --archive {input} "
         "--dest {params.root} --marker {output} 2> {log}"
@@ -70,8 +70,8 @@ rule split:
     output:
         "results/{dataset}/split.h5",
     params:
-        source=source_json,
-        split=split_json,
+        source=section_json("source"),
+        split=section_json("split"),
     log:
         "logs/split/{dataset}.log",
     benchmark:
@@ -79,8 +79,8 @@ rule split:
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=mem_mb_for("split"),
-        runtime=runtime_for("split"),
+        mem_mb=scaled(5000),
+        runtime=scaled(30),
     shell:
         "python -m pipeline.split --dataset {wildcards.dataset} --source-json {params.source:q} "
         "--split-json {params.split:q} --out {output} 2> {log}"

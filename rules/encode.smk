@@ -19,9 +19,9 @@ rule encode:
     conda:
         "../envs/torch.yaml"
     resources:
-        mem_mb=mem_mb_for("encode"),
-        runtime=runtime_for("encode"),
-        gpu=gpu_count,
+        mem_mb=scaled(6000),
+        runtime=scaled(60),
+        gpu=gpu_method,
     shell:
         "python -m pipeline.encode --model {input.model} --split {input.split} "
         "--features {input.features} --aux {input.aux} --threads {threads} "

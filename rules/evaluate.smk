@@ -8,8 +8,8 @@ rule evaluate:
     output:
         "results/{dataset}/eval/{method}_{bits}.json",
     params:
-        topk=eval_option("topk"),
-        zero_hit=eval_option("zero_hit"),
+        topk=lookup(dpath="{dataset}/eval/topk", within=config),
+        zero_hit=lookup(dpath="{dataset}/eval/zero_hit", within=config),
     log:
         "logs/evaluate/{dataset}_{method}_{bits}.log",
     benchmark:
@@ -17,8 +17,8 @@ rule evaluate:
     conda:
         "../envs/eval.yaml"
     resources:
-        mem_mb=mem_mb_for("evaluate"),
-        runtime=runtime_for("evaluate"),
+        mem_mb=scaled(2000),
+        runtime=scaled(30),
     shell:
         "python -m pipeline.evaluate --split {input.split} --codes {input.codes} "
         "--topk {params.topk} --zero-hit {params.zero_hit} --out {output} 2> {log}"
@@ -31,8 +31,8 @@ rule evaluate_float:
     output:
         "results/{dataset}/eval/float.json",
     params:
-        topk=eval_option("topk"),
-        zero_hit=eval_option("zero_hit"),
+        topk=lookup(dpath="{dataset}/eval/topk", within=config),
+        zero_hit=lookup(dpath="{dataset}/eval/zero_hit", within=config),
     log:
         "logs/evaluate/{dataset}_float.log",
     benchmark:
@@ -40,8 +40,8 @@ rule evaluate_float:
     conda:
         "../envs/eval.yaml"
     resources:
-        mem_mb=mem_mb_for("evaluate_float"),
-        runtime=runtime_for("evaluate_float"),
+        mem_mb=scaled(5000),
+        runtime=scaled(60),
     shell:
         "python -m pipeline.evaluate --split {input.split} --features {input.features} "
         "--method-name float --topk {params.topk} --zero-hit {params.zero_hit} "
@@ -73,8 +73,8 @@ rule report:
     conda:
         "../envs/eval.yaml"
     resources:
-        mem_mb=mem_mb_for("report"),
-        runtime=runtime_for("report"),
+        mem_mb=scaled(1000),
+        runtime=scaled(10),
     shell:
         "python -m pipeline.report --dataset {wildcards.dataset} --inputs {input.evals} "
         "--map-csv {output.map_csv} --pk-csv {output.pk_csv} --table-md {output.table} 2> {log}"

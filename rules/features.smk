@@ -7,8 +7,8 @@ rule features:
     output:
         "results/{dataset}/features.h5",
     params:
-        backbone=features_json,
-        device=device,
+        backbone=section_json("features"),
+        device=lookup(dpath="{dataset}/device", within=config),
     threads: 2
     log:
         "logs/features/{dataset}.log",
@@ -17,9 +17,9 @@ rule features:
     conda:
         "../envs/torch.yaml"
     resources:
-        mem_mb=mem_mb_for("features"),
-        runtime=runtime_for("features"),
-        gpu=gpu_count,
+        mem_mb=scaled(6000),
+        runtime=scaled(600),
+        gpu=gpu_features,
     shell:
         "python -m pipeline.features --split {input.split} --backbone-json {params.backbone:q} "
         "--device {params.device} --threads {threads} --out {output} 2> {log}"

@@ -28,8 +28,8 @@ rule curves:
     conda:
         "../envs/eval.yaml"
     resources:
-        mem_mb=mem_mb_for("curves"),
-        runtime=runtime_for("curves"),
+        mem_mb=scaled(1000),
+        runtime=scaled(10),
     shell:
         "python -m pipeline.plots --title {wildcards.dataset} --inputs {input} "
         "--pk-png {output.pk_png} --pk-pdf {output.pk_pdf} --pr-png {output.pr_png} "
@@ -49,8 +49,8 @@ rule gallery:
             labels={"dataset": "{dataset}", "bits": "{bits}"},
         ),
     params:
-        n_queries=eval_option("gallery_queries"),
-        seed=dataset_seed,
+        n_queries=lookup(dpath="{dataset}/eval/gallery_queries", within=config),
+        seed=lookup(dpath="{dataset}/seed", within=config),
     log:
         "logs/gallery/{dataset}_{bits}.log",
     benchmark:
@@ -58,8 +58,8 @@ rule gallery:
     conda:
         "../envs/eval.yaml"
     resources:
-        mem_mb=mem_mb_for("gallery"),
-        runtime=runtime_for("gallery"),
+        mem_mb=scaled(1000),
+        runtime=scaled(10),
     shell:
         "python -m pipeline.eval.gallery --split {input.split} --codes {input.codes} "
         "--n-queries {params.n_queries} --seed {params.seed} --out {output} 2> {log}"
@@ -80,7 +80,7 @@ rule history_plot:
     conda:
         "../envs/eval.yaml"
     resources:
-        mem_mb=mem_mb_for("history_plot"),
-        runtime=runtime_for("history_plot"),
+        mem_mb=scaled(1000),
+        runtime=scaled(10),
     shell:
         "python -m pipeline.history_plot --history {input} --out {output} 2> {log}"

@@ -12,7 +12,7 @@ rule train:
     params:
         impl=method_impl,
         hp=train_params,
-        seed=dataset_seed,
+        seed=lookup(dpath="{dataset}/seed", within=config),
     # One thread per model: two 1-thread trainings side by side sustain more of a CPU's matmul
     # rate than one 2-thread training (benchmarks/README.md); raise with --set-threads train=N.
     threads: 1
@@ -23,9 +23,9 @@ rule train:
     conda:
         "../envs/torch.yaml"
     resources:
-        mem_mb=mem_mb_for("train"),
-        runtime=runtime_for("train"),
-        gpu=gpu_count,
+        mem_mb=scaled(6000),
+        runtime=scaled(120),
+        gpu=gpu_method,
     shell:
         "python -m pipeline.train --method {wildcards.method} --impl {params.impl} "
         "--bits {wildcards.bits} --split {input.split} --features {input.features} "

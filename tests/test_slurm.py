@@ -2,8 +2,8 @@
 
 The ``slurm`` tests start a single-node SLURM cluster on this machine (tests/slurm/cluster.py:
 munged, slurmctld and slurmd as child processes, stopped by pid at the end), run the offline demo
-of ``.test/config.yaml`` with ``--profile profiles/slurm`` (every job through sbatch and srun),
-and then check what the scheduler saw and the HTML report built from that run. The node
+of ``.test/config.yaml`` with ``--workflow-profile profiles/slurm`` (every job through sbatch and
+srun), and then check what the scheduler saw and the HTML report built from that run. The node
 pretends to have two GPUs and the scenario's ``device`` is set to ``auto``, so the GPU stages
 ask for one (``--gpus=1``) while still computing on the CPU. They skip, saying why, without root,
 without Debian's SLURM and munge (``bash scripts/slurm_local.sh``), without the ``cluster`` extra,
@@ -56,7 +56,7 @@ def job_resources(text: str) -> dict[str, dict[str, str]]:
 
 
 # -- resources and profiles (dry runs, seconds) ------------------------------------------------
-def test_resources_are_sized_from_the_dataset(tmp_path):
+def test_resources_are_fixed_per_rule(tmp_path):
     small = job_resources(dry_run("--directory", str(tmp_path), "results/demo_map.csv",
                                   configs=(SCENARIO,)))
     coco = job_resources(dry_run("results/coco_map.csv"))
@@ -64,37 +64,38 @@ def test_resources_are_sized_from_the_dataset(tmp_path):
                  "evaluate_float", "report"):
         for res in ("mem_mb", "runtime"):
             assert int(small[rule][res]) > 0, (rule, small[rule])
-    # more images, a bigger backbone and a GPU: more memory and time where they matter
-    for rule in ("features", "encode", "evaluate_float", "split"):
-        assert int(coco[rule]["mem_mb"]) > int(small[rule]["mem_mb"]), rule
-    assert int(coco["detect"]["runtime"]) > int(small["detect"]["runtime"])
+            assert small[rule][res] == coco[rule][res], (rule, res)  # profiles override
     # the GPU stages ask for a GPU unless the dataset is pinned to the CPU (.test: cpu)
     for rule in GPU_RULES:
-        assert coco[rule].get("gpu") == "1", (rule, coco[rule])
         assert small[rule].get("gpu", "0") == "0", (rule, small[rule])
-    assert "gpu" not in coco["evaluate"]
-    # the .test scenario fits a small node: nothing asks for more than 4 GB or an hour
-    assert max(int(r["mem_mb"]) for r in small.values() if "mem_mb" in r) <= 4000
-    assert max(int(r["runtime"]) for r in small.values() if "runtime" in r) <= 60
+    assert coco["features"].get("gpu") == "1" and coco["evaluate"].get("gpu", "0") == "0"
+    # every job fits the test cluster's node (24 GB machine) on its first try
+    assert max(int(r["mem_mb"]) for r in small.values() if "mem_mb" in r) <= 8000
 
 
 def test_profiles_are_valid_yaml_with_documented_keys():
     default = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
     slurm = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
     assert default["rerun-incomplete"] is True and default["cores"] == "all"
+    assert default["resources"] == ["gpu=1"]  # one job on the local GPU at a time
     assert slurm["executor"] == "slurm" and int(slurm["jobs"]) >= 1
     assert {"runtime", "mem_mb"} <= set(slurm["default-resources"])
-    # the workflow profile wins over --profile on shared keys: keep them apart
-    assert not set(default) & set(slurm), set(default) & set(slurm)
+    # the SLURM workflow profile replaces the default one: it repeats the shared keys, not the
+    # local GPU limit
+    shared = {"rerun-incomplete", "printshellcmds", "show-failed-logs", "keep-going",
+              "latency-wait"}
+    assert all(slurm[k] == default[k] for k in shared)
+    assert "resources" not in slurm and "cores" not in slurm
 
 
 @pytest.mark.skipif(importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
                     reason="snakemake-executor-plugin-slurm not installed: "
                            "pip install -e '.[cluster]'")
 def test_slurm_profile_dry_run_of_the_paper_experiment():
-    text = dry_run("--profile", str(ROOT / "profiles" / "slurm"), "results/coco_map.csv")
-    assert "Using profile" in text and "workflow specific profile" in text
-    assert re.search(r"^train\s+32\s*$", text, re.MULTILINE), text[-2000:]
+    text = dry_run("--workflow-profile", str(ROOT / "profiles" / "slurm"),
+                   "results/coco_map.csv")
+    assert "workflow specific profile" in text and "profiles/slurm" in text
+    assert re.search(r"^train\s+40\s*$", text, re.MULTILINE), text[-2000:]
 
 
 # -- one real SLURM run per session -------------------------------------------------------------
@@ -129,7 +130,7 @@ def run_on_slurm(folder: Path) -> dict:
         env["PATH"] = venv_env()["PATH"]  # jobs inherit it (sbatch --export=ALL)
         cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
                "--directory", str(work), "--configfile", str(SCENARIO), str(override),
-               "--profile", str(ROOT / "profiles" / "slurm"),
+               "--workflow-profile", str(ROOT / "profiles" / "slurm"),
                # no slurmdbd here: squeue answers (finished jobs stay for MinJobAge)
                "--slurm-status-command", "squeue",
                "--slurm-init-seconds-before-status-checks", "1",
@@ -186,7 +187,7 @@ def slurm_done(slurm_run) -> dict:
         work = Path(slurm_run["work"])
         logs = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-2000:]}"
                          for p in sorted(work.rglob("*.log"))[-6:])
-        pytest.fail(f"snakemake --profile profiles/slurm failed (rc {slurm_run['rc']}):\n"
+        pytest.fail(f"snakemake --workflow-profile profiles/slurm failed (rc {slurm_run['rc']}):\n"
                     f"{slurm_run['stderr'][-6000:]}\n{logs}\n{slurm_run['cluster_logs']}")
     return slurm_run
 
@@ -251,10 +252,14 @@ def test_gpu_stages_asked_slurm_for_a_gpu(slurm_done):
     for job_id, rule in submitted.items():
         by_rule.setdefault(rule, set()).add(jobs[job_id]["tres"])
     assert set(by_rule) >= GPU_RULES | {"split", "evaluate", "report"}
+    # features always; train and encode only for LAGNH (the numpy baselines ask for none); the
+    # demo's cell classifier (detect) runs without one
+    assert by_rule["features"] == {"gres:gpu:1"}
+    for rule in ("train", "encode"):
+        assert "gres:gpu:1" in by_rule[rule], (rule, by_rule[rule])
+        assert any("gpu" not in t for t in by_rule[rule]), (rule, by_rule[rule])
     for rule, tres in by_rule.items():
-        if rule in GPU_RULES:
-            assert tres == {"gres:gpu:1"}, (rule, tres)
-        else:
+        if rule not in GPU_RULES - {"detect"}:
             assert not any("gpu" in t for t in tres), (rule, tres)
 
 

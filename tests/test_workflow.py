@@ -75,12 +75,13 @@ def finished(tmp_path_factory) -> Path:
 
 def test_chain_produces_table_plots_and_artifacts(finished):
     table = pd.read_csv(finished / "results" / "demo_map.csv")
-    assert list(table["method"]) == ["random", "lsh", "itq", "lagnh", "float"]
+    assert list(table["method"]) == ["random", "lsh", "itq", "aux", "aux_itq", "lagnh",
+                                     "lagnh_batch", "float"]
     assert {"16 bits", "32 bits"} <= set(table.columns)
     values = table.set_index("method")[["16 bits", "32 bits"]]
     assert ((values >= 0) & (values <= 1)).all().all()
     # every hashing method must beat random codes on the same split
-    for method in ("lsh", "itq", "lagnh"):
+    for method in ("lsh", "itq", "aux", "aux_itq", "lagnh", "lagnh_batch"):
         assert (values.loc[method] > values.loc["random"]).all(), table
     for name in ("demo_topk_precision.png", "demo_pr.png", "demo_gallery_16.png",
                  "demo_table.md", "demo_topk_precision.csv"):
@@ -105,12 +106,47 @@ def test_changed_lr_reruns_only_training_and_downstream(finished, tmp_path):
     assert jobs["report"] == 1
 
 
+def test_reference_rows_and_the_batch_independent_default(finished):
+    """aux and aux_itq appear in the table with their caption; lagnh_batch encodes with
+    lagnh's model (one training per bit length); the table marks the rows that read aux."""
+    text = (finished / "results" / "demo_table.md").read_text()
+    assert "| Aux labels as code |" in text and "| Aux bits + ITQ |" in text
+    assert "Rows that read the detector's auxiliary labels: Aux labels as code, Aux bits + " \
+        "ITQ, LAGNH, LAGNH (batch-wise)." in text
+    assert "chosen on a validation split of the training images: k=" in text
+    models = finished / "results" / "demo" / "models"
+    assert not list(models.glob("lagnh_batch_*"))
+    lagnh = read_attrs(finished / "results" / "demo" / "codes" / "lagnh_16.h5")
+    batch = read_attrs(finished / "results" / "demo" / "codes" / "lagnh_batch_16.h5")
+    assert lagnh["model_file"] == batch["model_file"] == "results/demo/models/lagnh_16.pt"
+    assert lagnh["params"]["encode_mode"] == "inductive"
+    assert batch["params"]["encode_mode"] == "batch"
+    aux = read_attrs(finished / "results" / "demo" / "codes" / "aux_16.h5")
+    assert aux["code_bits"] == 10 and aux["uses_aux"] is True
+    for rule in ("curves", "gallery"):
+        assert any((finished / "logs" / rule).iterdir())
+    pk = pd.read_csv(finished / "results" / "demo_topk_precision.csv")
+    assert {"aux", "aux_itq", "lagnh_batch"} <= set(pk["method"])
+
+
+def test_changed_encoding_reencodes_without_training(finished, tmp_path):
+    cfg = override(tmp_path, "enc", {"demo": {"lagnh": {"encode_neighbors": 20}}})
+    jobs = planned(finished, (cfg,))
+    assert "train" not in jobs and not set(jobs) & UPSTREAM
+    assert jobs["encode"] == 4  # lagnh and lagnh_batch (its parameters changed too) x 2 bits
+    cfg = override(tmp_path, "enc2", {"demo": {"methods": {
+        "random": {}, "lsh": {}, "itq": {}, "aux": {}, "aux_itq": {}, "lagnh": {},
+        "lagnh_batch": {"method": "lagnh", "encode_mode": "batch", "encode_batch_size": 64}}}})
+    jobs = planned(finished, (cfg,))
+    assert "train" not in jobs and jobs["encode"] == 2
+
+
 def test_changed_threshold_reruns_thresholding_not_detector(finished, tmp_path):
     cfg = override(tmp_path, "thr", {"demo": {"auxiliary": {"threshold": 0.6}}})
     jobs = planned(finished, (cfg,))
     assert jobs["auxiliary"] == 1
     assert not set(jobs) & {"detect", "features", "split", "cell_classifier", "demo_images"}
-    assert jobs["train"] == 8  # every method reads aux.h5 (baselines ignore its content)
+    assert jobs["train"] == 12  # every method reads aux.h5 (baselines ignore its content)
 
 
 def test_changed_backbone_reruns_features_and_downstream(finished, tmp_path):
@@ -129,7 +165,7 @@ def test_deleted_intermediate_reruns_only_dependents(finished, tmp_path):
     assert "auxiliary" in run.stderr and "rule detect" not in run.stderr
     # ... and then reruns exactly what depends on it
     jobs = planned(work)
-    assert jobs["train"] == 8 and jobs["report"] == 1
+    assert jobs["train"] == 12 and jobs["report"] == 1
     assert not set(jobs) & {"detect", "features", "split", "cell_classifier", "demo_images",
                             "auxiliary", "evaluate_float"}
 

@@ -313,7 +313,7 @@ def main() -> None:
     args = parser.parse_args()
     with LocalSlurm(args.folder, gpus=args.gpus) as cluster:
         print(f"export SLURM_CONF={cluster.conf}   # then: sinfo, sbatch, snakemake "
-              "--profile profiles/slurm ...; Ctrl-C stops the cluster", flush=True)
+              "--workflow-profile profiles/slurm ...; Ctrl-C stops the cluster", flush=True)
         try:
             while all(p.poll() is None for p in cluster.procs.values()):
                 time.sleep(1)
