@@ -43,8 +43,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import native
-
 #: Valid classification losses.
 CLS_LOSSES = ("bce", "soft_margin")
 
@@ -96,16 +94,11 @@ class _CosineReconstruction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, zn, target, k):  # type: ignore[override]
         r = zn @ zn.T
-        if native.usable(r, target):  # the passes below as one C pass (pipeline.lagnh.native)
-            total = native.cos_recon(r, target, k)
-            loss = torch.tensor(total / r.numel(), dtype=r.dtype)
-            masked = r
-        else:
-            r.clamp_min_(0.0)
-            diff = torch.sub(r, target, alpha=k)
-            loss = torch.linalg.vector_norm(diff).square() / diff.numel()
-            # diff where r > 0, else 0, into r's memory (elementwise, so the overlap is safe)
-            masked = torch.ops.aten.threshold_backward.grad_input(diff, r, 0.0, grad_input=r)
+        r.clamp_min_(0.0)
+        diff = torch.sub(r, target, alpha=k)
+        loss = torch.linalg.vector_norm(diff).square() / diff.numel()
+        # diff where r > 0, else 0, into r's memory (elementwise, so the overlap is safe)
+        masked = torch.ops.aten.threshold_backward.grad_input(diff, r, 0.0, grad_input=r)
         ctx.save_for_backward(zn, masked)
         return loss
 
