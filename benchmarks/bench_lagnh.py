@@ -73,9 +73,10 @@ def step_flops(batch: int, d: int, c: int, bits: int, d_att: int = 512, hidden: 
                disc: tuple[int, ...] = (64, 32)) -> int:
     """Matmul FLOPs (2·m·k·n each) of one training step (1 D step + 1 G step), paper variant.
 
-    Follows the implementation: factorised attention (rank q = c + 1), fused graph (one Gram
-    matmul forward, one backward), GCN layer 1 aggregated first (d' <= hidden), layer 2
-    transformed first, fused cosine reconstruction (two matmuls backward).
+    Follows the implementation: factorised attention (rank q = c + 1), graph from one Gram
+    matmul forward and two backward (autograd differentiates both operands of x x^T), GCN
+    layer 1 aggregated first (d' <= hidden), layer 2 transformed first, cosine reconstruction
+    (two matmuls backward).
     """
     b, a, q, h, r = batch, d_att, c + 1, hidden, bits
 
@@ -100,7 +101,7 @@ def step_flops(batch: int, d: int, c: int, bits: int, d_att: int = 512, hidden: 
            + 2 * mm(b, q, b)                             # α logits -> x̂B^T, C/|ȳ|
            + mm(b, b, q + 1)                             # α[C,1] -> α
            + 2 * mm(b, q, a)                             # (.)B -> (.), B
-           + mm(b, b, a)                                 # fused graph: Q x
+           + 2 * mm(b, b, a)                             # graph: Gram x x^T -> both x
            + 2 * mm(b, b, a) + 2 * mm(b, a, h)           # layer 1
            + 2 * mm(b, h, r) + 2 * mm(b, b, r)           # layer 2
            + 2 * mm(b, r, c)                             # head
