@@ -14,8 +14,6 @@ paper variant (d' = 512, hidden 1,024). In the same run it measures:
   forward and backward passes of one discriminator + one generator step as implemented), checked
   against ``torch.utils.flop_counter.FlopCounterMode`` on one real step; the achieved rate is an
   epoch's FLOPs (:func:`epoch_flops`: 4 batches of 1,024 and one of 904) over an epoch's time;
-* which **elementwise kernels** ran: ``C`` (:mod:`pipeline.lagnh.native`, the default where a C
-  compiler is found) or ``torch`` (``LAGNH_NATIVE=0``, or no compiler);
 * **dense fp32 matmul rate** of the same machine (2048 x 2048 x 2048 ``torch.mm``, median of 5
   after warm-up, on ``jobs x threads`` threads), before and after training; "% of matmul rate"
   uses their mean;
@@ -60,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 from pipeline.artifacts import atomic_path  # noqa: E402
-from pipeline.lagnh import method, native  # noqa: E402
+from pipeline.lagnh import method  # noqa: E402
 from pipeline.lagnh.model import build_models, pick_device, resolve_options  # noqa: E402
 from pipeline.lagnh.train import train_step  # noqa: E402
 
@@ -75,9 +73,10 @@ def step_flops(batch: int, d: int, c: int, bits: int, d_att: int = 512, hidden: 
                disc: tuple[int, ...] = (64, 32)) -> int:
     """Matmul FLOPs (2·m·k·n each) of one training step (1 D step + 1 G step), paper variant.
 
-    Follows the implementation: factorised attention (rank q = c + 1), fused graph (one Gram
-    matmul forward, one backward), GCN layer 1 aggregated first (d' <= hidden), layer 2
-    transformed first, fused cosine reconstruction (two matmuls backward).
+    Follows the implementation: factorised attention (rank q = c + 1), graph from one Gram
+    matmul forward and two backward (autograd differentiates both operands of x x^T), GCN
+    layer 1 aggregated first (d' <= hidden), layer 2 transformed first, cosine reconstruction
+    (two matmuls backward).
     """
     b, a, q, h, r = batch, d_att, c + 1, hidden, bits
 
@@ -102,7 +101,7 @@ def step_flops(batch: int, d: int, c: int, bits: int, d_att: int = 512, hidden: 
            + 2 * mm(b, q, b)                             # α logits -> x̂B^T, C/|ȳ|
            + mm(b, b, q + 1)                             # α[C,1] -> α
            + 2 * mm(b, q, a)                             # (.)B -> (.), B
-           + mm(b, b, a)                                 # fused graph: Q x
+           + 2 * mm(b, b, a)                             # graph: Gram x x^T -> both x
            + 2 * mm(b, b, a) + 2 * mm(b, a, h)           # layer 1
            + 2 * mm(b, h, r) + 2 * mm(b, b, r)           # layer 2
            + 2 * mm(b, r, c)                             # head
@@ -327,7 +326,6 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     wait = _WAIT_POLICY or "unset: spin, then sleep"
     layout = f"{args.jobs} × {threads}" if args.jobs > 1 else f"{threads}"
-    kernels = "C" if device.type == "cpu" and native.library() is not None else "torch"
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = [
         f"### LAGNH speed, {when} — {name} ({device.type}, torch {torch.__version__})",
@@ -341,12 +339,12 @@ def main(argv: list[str] | None = None) -> int:
            + ", ".join(f"{m:.1f}" for m in ms_jobs) if args.jobs > 1 else "") + ".",
         "",
         "| device | jobs × threads (OMP_WAIT_POLICY) | load avg (1 min) before → after "
-        "| elementwise kernels | ms/step | 300 epochs (s) | GFLOP/step (full batch) "
+        "| ms/step | 300 epochs (s) | GFLOP/step (full batch) "
         "| GFLOP/epoch | achieved GFLOP/s | matmul rate GFLOP/s "
         "(before/after) | % of matmul rate | matmul-only floor | "
         f"encode {args.n_encode:,}: inductive / batch (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| {name} | {layout} ({wait}) | {load0[0]:.2f} → {load1[0]:.2f} | {kernels} "
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {name} | {layout} ({wait}) | {load0[0]:.2f} → {load1[0]:.2f} "
         f"| {ms_step:.1f} "
         f"| {full_s:.1f}{' (extrapolated)' if args.epochs < 300 else ''} "
         f"| {flops / 1e9:.2f} (counter: {counted / 1e9:.2f}) | {per_epoch / 1e9:.2f} "

@@ -99,17 +99,16 @@ def test_module_matches_reference_formula_and_no_attend() -> None:
         CrossModalAttention(16, 4, 8, norm="max")
 
 
-def test_unit_rows_gradient_matches_autograd_of_plain_formula() -> None:
-    """The hand-derived backward of the row normalisation, incl. a zero row (norm below eps)."""
+def test_unit_rows_gradient_and_zero_row() -> None:
+    """The row normalisation: gradcheck, and a zero row (norm below eps) stays zero with the
+    finite gradient g / eps."""
     from pipeline.lagnh.attention import _unit_rows
 
     a = torch.randn(5, 4, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda t: _unit_rows(t), (a.clone().requires_grad_(),))
-    a[2] = 0.0  # finite differences are meaningless here; compare with autograd instead
+    a[2] = 0.0  # finite differences are meaningless here; check the gradient's value instead
     g = torch.randn(5, 4, dtype=torch.float64)
     a1 = a.clone().requires_grad_()
-    a2 = a.clone().requires_grad_()
     (_unit_rows(a1) * g).sum().backward()
-    (a2 / a2.norm(dim=1, keepdim=True).clamp_min(1e-8) * g).sum().backward()
-    assert torch.allclose(a1.grad, a2.grad)
+    assert torch.allclose(a1.grad[2], g[2] / 1e-8)
     assert torch.equal(_unit_rows(a.float())[2], torch.zeros(4))

@@ -106,30 +106,32 @@ def test_normalisation_degree_zero_guard(mode: str) -> None:
 @pytest.mark.parametrize("adjacency", ["sym", "row"])
 @pytest.mark.parametrize("fusion", [None, 0.5])
 @pytest.mark.parametrize("sigma", [None, 2.0])
-def test_fused_graph_matches_plain_composition(adjacency: str, fusion, sigma) -> None:
+def test_training_graph_matches_written_out_composition(adjacency: str, fusion, sigma) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(9, 5, generator=g, dtype=torch.float64)
     y = (torch.rand(9, 3, generator=g) < 0.5).double()
     s_a = None if fusion is None else aux_similarity(y)
     mu = 1.0 if fusion is None else fusion
     weight = torch.randn(9, 9, generator=g, dtype=torch.float64)  # a generic upstream gradient
-    outs, grads = [], []
-    for fused in (True, False):
-        xr = x.clone().requires_grad_(True)
-        s_norm, s_v, s, sig = normalized_gaussian_graph(xr, s_a, mu, sigma, adjacency,
-                                                        fused=fused)
-        (s_norm * weight).sum().backward()
-        outs.append((s_norm.detach(), s_v, s, sig))
-        grads.append(xr.grad)
-    assert torch.allclose(outs[0][0], outs[1][0], atol=1e-12)
-    assert torch.allclose(outs[0][1], outs[1][1], atol=1e-12)
-    assert torch.allclose(outs[0][2], outs[1][2], atol=1e-12)
-    assert torch.allclose(outs[0][3].double(), outs[1][3].double(), atol=1e-12)
-    assert torch.allclose(grads[0], grads[1], atol=1e-10)
-    assert not outs[0][1].requires_grad and not outs[0][2].requires_grad
+    xr = x.clone().requires_grad_(True)
+    s_norm, s_v, s, sig = normalized_gaussian_graph(xr, s_a, mu, sigma, adjacency)
+    (s_norm * weight).sum().backward()
+    # Eq. (3), (5) and the normalisation, each by its own function
+    xw = x.clone().requires_grad_(True)
+    sig_w = default_sigma(x) if sigma is None else torch.tensor(sigma, dtype=x.dtype)
+    s_v_w = gaussian_similarity(xw, sig_w)
+    s_w = augmented_graph(s_v_w, s_a, mu, "visual" if s_a is None else "fused")
+    s_norm_w = normalized_adjacency(s_w, adjacency)
+    (s_norm_w * weight).sum().backward()
+    assert torch.allclose(s_norm, s_norm_w, atol=1e-12)
+    assert torch.allclose(s_v, s_v_w, atol=1e-12)
+    assert torch.allclose(s, s_w, atol=1e-12)
+    assert torch.allclose(sig.double(), sig_w.double(), atol=1e-12)
+    assert torch.allclose(xr.grad, xw.grad, atol=1e-10)
+    assert not s_v.requires_grad and not s.requires_grad and not sig.requires_grad
 
 
-def test_fused_graph_gradcheck() -> None:
+def test_training_graph_gradcheck() -> None:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
     s_a = aux_similarity((torch.rand(6, 3, generator=g) < 0.5).double())
@@ -138,7 +140,7 @@ def test_fused_graph_gradcheck() -> None:
             lambda t, a=adjacency: normalized_gaussian_graph(t, s_a, 0.7, 1.5, a)[0], (x,))
 
 
-def test_fused_graph_sigma_rule_and_degenerate_inputs() -> None:
+def test_training_graph_sigma_rule_and_degenerate_inputs() -> None:
     x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])  # see test_default_sigma_rule
     _, s_v, _, sigma = normalized_gaussian_graph(x)
     assert sigma.item() == pytest.approx(math.sqrt(25 / (2 * math.log(4))), rel=1e-5)

@@ -211,6 +211,17 @@ def test_batch_mode_runs_and_depends_on_batch(trained: dict) -> None:
     assert not torch.allclose(z_a[0], z_b[0])  # same image, different batch-mates
 
 
+def test_state_of_an_earlier_version_with_kernels_key_still_encodes(trained: dict) -> None:
+    # states written while C kernels existed carry "kernels": "C" | "torch"; it is ignored
+    assert "kernels" not in trained
+    xq, yq = _data(12, seed=9)
+    old = {**trained, "kernels": "C"}
+    for mode in ("inductive", "batch"):
+        params = {**TINY, "encode_mode": mode}
+        assert np.array_equal(method.encode(old, xq, yq, params),
+                              method.encode(trained, xq, yq, params))
+
+
 def test_all_zero_label_row(trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     # the authors' variant fixes sizes and epochs (300 epochs at width 1024: ~20 s); shrink them
     for key in ("d_att", "hidden", "batch_size", "encode_batch_size"):

@@ -40,30 +40,10 @@ ATTENTION_NORMS = ("sum", "l2")
 _EPS = 1e-8
 
 
-class _UnitRows(torch.autograd.Function):
-    r""":math:`u_i = a_i / \max(\lVert a_i\rVert, \epsilon)` with a hand-derived backward:
-    :math:`(g_i - u_i\,(u_i^\top g_i)) / \lVert a_i\rVert` where
-    :math:`\lVert a_i\rVert > \epsilon`, :math:`g_i / \epsilon` elsewhere
-    (three passes instead of autograd's seven)."""
-
-    @staticmethod
-    def forward(ctx, a, eps):  # type: ignore[override]
-        norm = torch.linalg.vector_norm(a, dim=1, keepdim=True)
-        denom = norm.clamp_min(eps)
-        u = a / denom
-        ctx.save_for_backward(u, denom, (norm > eps).to(a.dtype))
-        return u
-
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        u, denom, active = ctx.saved_tensors
-        dot = (u * g).sum(dim=1, keepdim=True).mul_(active)
-        return torch.addcmul(g, u, dot, value=-1.0).div_(denom), None
-
-
 def _unit_rows(a: Tensor, eps: float = _EPS) -> Tensor:
-    """Rows scaled to unit L2 norm (zero rows stay zero); see :class:`_UnitRows`."""
-    return _UnitRows.apply(a, eps)
+    r"""Rows scaled to unit L2 norm, :math:`a_i / \max(\lVert a_i\rVert, \epsilon)` (zero rows
+    stay zero)."""
+    return a / torch.linalg.vector_norm(a, dim=1, keepdim=True).clamp_min(eps)
 
 
 def cosine_matrix(a: Tensor, b: Tensor, eps: float = _EPS) -> Tensor:

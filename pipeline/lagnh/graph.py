@@ -45,8 +45,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import native
-
 #: Valid graph compositions: Eq. (5), S^v only (authors, ``only-Sv``, ``no-aux``), S^a only.
 GRAPH_MODES = ("fused", "visual", "aux")
 #: Valid adjacency normalisations.
@@ -125,8 +123,6 @@ def sigma_from_squared_distances(
             return one
         sub = sq_rows[:rows].detach().clamp_min(0.0)
         target = min(float(k), (n - 1) / 2.0)
-        if 2 <= grid <= 64 and native.usable(sub):  # the same search in one C call
-            return torch.tensor(native.sigma_rule(sub, target, stages, grid), dtype=sub.dtype)
         positive = sub.masked_fill(sub <= 0, float("inf")).min()
         has_pos = torch.isfinite(positive)
         positive = torch.where(has_pos, positive, one)
@@ -151,7 +147,7 @@ def squared_from_gram(gram: Tensor, norms_rows: Tensor, norms: Tensor,
                       out: Tensor | None = None, same_nodes: bool = True) -> Tensor:
     r""":math:`\max(\lVert x_i\rVert^2 + \lVert x_j\rVert^2 - 2 x_i^\top x_j, 0)` from a Gram
     matrix (rows i: ``norms_rows``, columns j: ``norms``), computed as
-    :math:`(-2G + n_i) + n_j`, the order the C kernels use too. ``same_nodes``: row i is node i
+    :math:`(-2G + n_i) + n_j`. ``same_nodes``: row i is node i
     of the columns, so entry (i, i) is set to exactly 0. In place when ``out`` is ``gram``.
 
     Shapes: (r, m), (r,), (m,) -> (r, m).
@@ -285,106 +281,22 @@ def normalized_adjacency(s: Tensor, mode: str = "sym") -> Tensor:
     return inv.unsqueeze(1) * s
 
 
-class _FusedGaussianGraph(torch.autograd.Function):
-    """Eq. (3) + (5) + normalisation in one pass chain with a hand-derived backward.
-
-    Forward: ``sq = |x_i|^2 + |x_j|^2 - 2 x_i.x_j`` (one GEMM, then in-place updates; an
-    ``addmm`` with the outer sum as C operand is slower on CPU), in-place ``exp(-sq / 2σ²)``,
-    ``S = S^a + μ S^v``, degrees, scaling.
-
-    Backward, with :math:`g = \\partial L/\\partial\\tilde{S}` and :math:`P = g \\odot \\tilde{S}`:
-
-    * sym, :math:`a = D^{-1/2}`: :math:`\\partial L/\\partial S_{ij} = g_{ij} a_i a_j + c_i`,
-      :math:`c_i = -\\tfrac12 a_i^2 (\\sum_j P_{ij} + \\sum_j P_{ji})`;
-    * row, :math:`\\iota = D^{-1}`: :math:`\\partial L/\\partial S_{ij} = \\iota_i (g_{ij} -
-      \\sum_j P_{ij})`;
-    * :math:`\\partial L/\\partial sq = -\\mu/(2\\sigma^2)\\, \\partial L/\\partial S \\odot S^v`
-      (zero diagonal), :math:`Q = \\partial L/\\partial sq + (\\partial L/\\partial sq)^\\top`,
-      :math:`\\partial L/\\partial x = 2\\, x \\odot Q\\mathbf{1} - 2 Q x`.
-
-    σ (given or from the rule) is a constant; the clamp of ``sq`` at 0 (rounding error only) is
-    treated as the identity in backward; entries flushed to 0 (:data:`KERNEL_FLOOR`) get zero
-    gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, x, s_a, mu, sigma, adjacency, sigma_k):  # type: ignore[override]
-        norms = x.square().sum(dim=1)
-        gram = x @ x.T
-        fast = native.usable(x, s_a)
-        if fast:  # sq only for the rows the bandwidth rule reads; the rest happens in C
-            sq = squared_from_gram(gram[:SIGMA_ROWS], norms[:SIGMA_ROWS], norms)
-        else:
-            sq = squared_from_gram(gram, norms, norms, out=gram)
-        if sigma is None:
-            sigma = sigma_from_squared_distances(sq, sigma_k)
-        elif isinstance(sigma, torch.Tensor):
-            sigma = sigma.detach().to(dtype=x.dtype, device=x.device).clone()
-        else:
-            sigma = torch.tensor(float(sigma), dtype=x.dtype, device=x.device)
-        scale = -0.5 / (sigma * sigma)
-        if fast:
-            s_norm, s_v, s, inv = native.graph_forward(gram, norms, s_a, float(mu),
-                                                       float(scale), KERNEL_FLOOR, adjacency)
-        else:
-            s_v = F.threshold_(sq.mul_(scale).exp_(), KERNEL_FLOOR, 0.0)  # Eq. (3), in place
-            s = s_v if s_a is None else torch.add(s_a, s_v, alpha=mu)  # Eq. (5)
-            inv = degree_scaling(s.sum(dim=1), adjacency)
-            s_norm = s * inv.unsqueeze(1)
-            if adjacency == "sym":
-                s_norm.mul_(inv.unsqueeze(0))
-        ctx.mark_non_differentiable(s_v, s, sigma)
-        ctx.set_materialize_grads(False)  # no zero (n, n) gradients for S^v and S
-        ctx.save_for_backward(x, s_v, s, inv)
-        ctx.weight = scale * (mu if s_a is not None else 1.0)  # d S / d sq = weight * S^v
-        ctx.adjacency = adjacency
-        return s_norm, s_v, s, sigma
-
-    @staticmethod
-    def backward(ctx, g, *_unused):  # type: ignore[override]
-        if g is None:
-            return None, None, None, None, None, None
-        x, s_v, s, inv = ctx.saved_tensors
-        w = ctx.weight
-        if native.usable(g, x):
-            q, q_sum = native.graph_backward(g, inv, s, s_v, ctx.adjacency)
-        else:
-            # t = g * dS~/dS entrywise (a_i a_j, or iota_i); P = g * S~ = t * S
-            t = g * inv.unsqueeze(1)
-            if ctx.adjacency == "sym":
-                t.mul_(inv.unsqueeze(0))
-            buf = torch.mul(t, s)  # P; its memory is reused for the transpose below
-            if ctx.adjacency == "sym":
-                c = (buf.sum(dim=1) + buf.sum(dim=0)) * inv.square() * (-0.5)
-            else:
-                c = -buf.sum(dim=1) * inv
-            dsq = t.add_(c.unsqueeze(1)).mul_(s_v)  # dL/dsq divided by w
-            dsq.fill_diagonal_(0.0)
-            q = buf.copy_(dsq.T).add_(dsq)  # Q / w; a strided a + a.T is ~8x slower on CPU
-            q_sum = q.sum(dim=1)
-        dx = torch.addmm(x * (2.0 * q_sum.unsqueeze(1)), q, x, alpha=-2.0).mul_(w)
-        return dx, None, None, None, None, None
-
-
 def normalized_gaussian_graph(
     x: Tensor,
     s_a: Tensor | None = None,
     mu: float = 1.0,
     sigma: float | Tensor | None = None,
     adjacency: str = "sym",
-    fused: bool = True,
     sigma_k: float = SIGMA_NEIGHBOR,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     r""":math:`\tilde{S}`, :math:`S^v`, :math:`S` and :math:`\sigma` from attentive features
     (training path).
 
     Same value as ``normalized_adjacency(augmented_graph(gaussian_similarity(x, sigma), s_a, mu,
-    "fused" if s_a is not None else "visual"), adjacency)``; with ``fused=True`` (default) it runs
-    as :class:`_FusedGaussianGraph` (about 3× fewer passes over the n × n matrices, gradient checked
-    against autograd of the plain composition in the tests); for CPU float32 inputs its
-    elementwise chains, and the σ rule, run as C kernels (:mod:`pipeline.lagnh.native`).
-    :math:`S^v` and :math:`S` are returned without gradient (used only as reconstruction
-    targets). :math:`S^a` is a constant.
+    "fused" if s_a is not None else "visual"), adjacency)``, written as that composition in plain
+    torch (autograd derives the backward) with the squared distances computed once: the default
+    bandwidth rule reads the same matrix, without gradient. :math:`S^v` and :math:`S` are returned
+    without gradient (used only as reconstruction targets). :math:`S^a` is a constant.
 
     Args:
         x (Tensor): :math:`X^{att}`, shape (n, d').
@@ -392,7 +304,6 @@ def normalized_gaussian_graph(
         mu (float): fusion factor of Eq. (5) (default: 1.0).
         sigma (float, optional): bandwidth; ``None`` uses :func:`default_sigma`.
         adjacency (str): ``"sym"`` or ``"row"`` (default: ``"sym"``).
-        fused (bool): use the fused autograd function (default: ``True``).
         sigma_k (float): target mean visual degree of the default bandwidth rule
             (:func:`default_sigma`, default: 7); unused when ``sigma`` is given.
 
@@ -402,9 +313,11 @@ def normalized_gaussian_graph(
         raise ValueError(f"unknown adjacency normalisation '{adjacency}'; valid values: "
                          f"{ADJACENCY_MODES}")
     s_a = None if s_a is None else s_a.detach()
-    if fused:
-        return _FusedGaussianGraph.apply(x, s_a, float(mu), sigma, adjacency, float(sigma_k))
-    sigma_t = default_sigma(x, sigma_k) if sigma is None else torch.as_tensor(sigma, dtype=x.dtype)
-    s_v = gaussian_similarity(x, sigma_t)
-    s = augmented_graph(s_v, s_a, mu, "visual" if s_a is None else "fused")
-    return normalized_adjacency(s, adjacency), s_v.detach(), s.detach(), sigma_t
+    sq = squared_distances(x)
+    if sigma is None:
+        sigma = sigma_from_squared_distances(sq.detach(), sigma_k)
+    else:
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).detach()
+    s_v = gaussian_kernel(sq, sigma)  # Eq. (3)
+    s = augmented_graph(s_v, s_a, mu, "visual" if s_a is None else "fused")  # Eq. (5)
+    return normalized_adjacency(s, adjacency), s_v.detach(), s.detach(), sigma

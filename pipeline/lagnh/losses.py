@@ -43,8 +43,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import native
-
 #: Valid classification losses.
 CLS_LOSSES = ("bce", "soft_margin")
 
@@ -84,50 +82,16 @@ def cosine_similarity_matrix(z: Tensor, eps: float = 1e-8) -> Tensor:
     return zn @ zn.T
 
 
-class _CosineReconstruction(torch.autograd.Function):
-    r"""Mean of :math:`([\hat{Z}\hat{Z}^\top]_+ - kT)^2` with a hand-derived backward.
-
-    Forward: one GEMM, in-place ReLU, one subtraction, one norm reduction, and the masked
-    difference :math:`(R - kT) \odot [C > 0]` written over :math:`R` (two (n, n) buffers in all).
-    Backward: :math:`G = \tfrac{2}{n^2} (R - kT) \odot [C > 0]`,
-    :math:`\partial L/\partial\hat{Z} = (G + G^\top)\hat{Z}`.
-    """
-
-    @staticmethod
-    def forward(ctx, zn, target, k):  # type: ignore[override]
-        r = zn @ zn.T
-        if native.usable(r, target):  # the passes below as one C pass (pipeline.lagnh.native)
-            total = native.cos_recon(r, target, k)
-            loss = torch.tensor(total / r.numel(), dtype=r.dtype)
-            masked = r
-        else:
-            r.clamp_min_(0.0)
-            diff = torch.sub(r, target, alpha=k)
-            loss = torch.linalg.vector_norm(diff).square() / diff.numel()
-            # diff where r > 0, else 0, into r's memory (elementwise, so the overlap is safe)
-            masked = torch.ops.aten.threshold_backward.grad_input(diff, r, 0.0, grad_input=r)
-        ctx.save_for_backward(zn, masked)
-        return loss
-
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        zn, dc = ctx.saved_tensors
-        scale = g * (2.0 / dc.numel())
-        return (dc @ zn + dc.T @ zn) * scale, None, None
-
-
-def cosine_reconstruction_loss(
-    z: Tensor, target: Tensor, k: float = 1.0, fused: bool = True
-) -> Tensor:
+def cosine_reconstruction_loss(z: Tensor, target: Tensor, k: float = 1.0) -> Tensor:
     r"""Eq. (9), mean over the :math:`n^2` entries: :math:`\frac{1}{n^2}\lVert kT -
     [\cos(Z, Z)]_+\rVert_F^2`.
 
     With ``target`` :math:`T = S^a = YY^\top` this is the paper's Eq. (9); with
     :math:`T = [\cos(Y, Y)]_+` it is the authors' ``MSE(relu(cos(Z,Z)), k relu(cos(Y,Y)))``; with
     :math:`T = S` or :math:`S^v` it is the ``recons-S`` / ``recons-Sv`` ablations of Table 5.
-    The target is a constant (no gradient flows into it). ``fused=True`` (default) evaluates it
-    with :class:`_CosineReconstruction` (same value and gradient as the plain formula, fewer
-    passes over the :math:`n \times n` matrix).
+    The target is a constant (no gradient flows into it). Written as ``mse_loss(relu(cos), kT)``:
+    the same value as the formula, with one-pass backward kernels for the mean square and the
+    clamp at 0.
 
     Example (2 nodes, :math:`z_1 = (1, 0)`, :math:`z_2 = (1, 1)`: :math:`[\cos]_+ =
     [[1, .7071], [.7071, 1]]`; :math:`T = [[1, 1], [1, 1]]`, k = 1:
@@ -136,11 +100,7 @@ def cosine_reconstruction_loss(
         >>> cosine_reconstruction_loss(z, torch.ones(2, 2))
         tensor(0.0429)
     """
-    target = target.detach()
-    if fused:
-        zn = z / z.norm(dim=1, keepdim=True).clamp_min(1e-8)
-        return _CosineReconstruction.apply(zn, target, float(k))
-    return (k * target - cosine_similarity_matrix(z).clamp_min(0.0)).square().mean()
+    return F.mse_loss(F.relu(cosine_similarity_matrix(z)), k * target.detach())
 
 
 def inner_product_reconstruction_loss(z: Tensor, target: Tensor, k: float = 1.0) -> Tensor:

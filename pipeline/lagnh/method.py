@@ -20,9 +20,10 @@ key                content
                    of the default rule over the last training epoch (None without S^v)
 ``history``        one dict per epoch: ``epoch``, ``loss_total``, ``loss_gan_g``,
                    ``loss_gan_d``, ``loss_recons``, ``loss_quan``, ``loss_cl``, ``seconds``
-``kernels``        ``"C"`` or ``"torch"``: which elementwise kernels trained it
-                   (:mod:`pipeline.lagnh.native`; the two agree to float rounding)
 =================  ==========================================================================
+
+States written by earlier versions may also hold ``kernels`` (which elementwise kernels trained
+them, ``"C"`` or ``"torch"``); it is informational and ignored when encoding.
 
 ``encode(state, X, Y, params) -> bool (N, bits)`` applies Eq. (13), ``True`` = +1. Of ``params``
 it reads only ``encode_mode``, ``encode_batch_size``, ``encode_neighbors`` and ``device`` (the
@@ -42,7 +43,6 @@ import torch
 
 from pipeline.methods import ENCODE_ONLY
 
-from . import native
 from .encode import batch_scale, build_reference, encode_batchwise, encode_inductive, hash_codes
 from .model import DEFAULT_PARAMS, LAGNHOptions, build_models, pick_device, resolve_options
 from .train import train_lagnh
@@ -114,9 +114,6 @@ def fit(X: np.ndarray, Y: np.ndarray | None, bits: int, params: dict[str, Any] |
     result = train_lagnh(X, Y if opts.use_aux else None, bits, opts, seed=seed)
     gen = result.generator
     device = next(gen.parameters()).device
-    kernels = "C" if device.type == "cpu" and native.library() is not None else "torch"
-    log.info("lagnh: elementwise kernels of the training step: %s%s", kernels,
-             "" if kernels == "C" else " (no C compiler, LAGNH_NATIVE=0 or not on the CPU)")
     with torch.no_grad():
         xbar = torch.cat([
             gen.attention.project(torch.from_numpy(X[s:s + 4096]).to(device)).cpu()
@@ -137,7 +134,6 @@ def fit(X: np.ndarray, Y: np.ndarray | None, bits: int, params: dict[str, Any] |
         "reference": {"xbar": xbar.contiguous(), "y": ref_y},
         "sigma": result.sigma,
         "history": result.history,
-        "kernels": kernels,
     }
 
 
