@@ -43,9 +43,15 @@ import torch
 from pipeline.methods import ENCODE_ONLY
 
 from . import native
-from .encode import batch_scale, build_reference, encode_batchwise, encode_inductive, hash_codes
+from .encoding import (
+    batch_scale,
+    build_reference,
+    encode_batchwise,
+    encode_inductive,
+    hash_codes,
+)
 from .model import DEFAULT_PARAMS, LAGNHOptions, build_models, pick_device, resolve_options
-from .train import train_lagnh
+from .training import train_lagnh
 
 log = logging.getLogger(__name__)
 
