@@ -18,7 +18,7 @@ rule demo_images:
         mem_mb=mem_mb_for("demo_images"),
         runtime=runtime_for("demo_images"),
     shell:
-        "python -m pipeline.datasets.demo --config-json {params.build:q} "
+        "python -m pipeline.stages.demo_images --config-json {params.build:q} "
         "--out-json {output.instances} --out-images {output.images} 2> {log}"
 
 
@@ -39,7 +39,7 @@ rule download:
         mem_mb=mem_mb_for("download"),
         runtime=runtime_for("download"),
     shell:
-        "python -m pipeline.datasets.download --url {params.url:q} --md5 {params.md5:q} "
+        "python -m pipeline.stages.download --url {params.url:q} --md5 {params.md5:q} "
         "--out {output} 2> {log}"
 
 
@@ -60,7 +60,7 @@ rule extract:
         mem_mb=mem_mb_for("extract"),
         runtime=runtime_for("extract"),
     shell:
-        "python -m pipeline.datasets.download extract --archive {input} "
+        "python -m pipeline.stages.extract --archive {input} "
         "--dest {params.root} --marker {output} 2> {log}"
 
 
@@ -82,5 +82,5 @@ rule split:
         mem_mb=mem_mb_for("split"),
         runtime=runtime_for("split"),
     shell:
-        "python -m pipeline.split --dataset {wildcards.dataset} --source-json {params.source:q} "
-        "--split-json {params.split:q} --out {output} 2> {log}"
+        "python -m pipeline.stages.split --dataset {wildcards.dataset} "
+        "--source-json {params.source:q} --split-json {params.split:q} --out {output} 2> {log}"

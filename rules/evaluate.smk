@@ -20,7 +20,7 @@ rule evaluate:
         mem_mb=mem_mb_for("evaluate"),
         runtime=runtime_for("evaluate"),
     shell:
-        "python -m pipeline.evaluate --split {input.split} --codes {input.codes} "
+        "python -m pipeline.stages.evaluate --split {input.split} --codes {input.codes} "
         "--topk {params.topk} --zero-hit {params.zero_hit} --out {output} 2> {log}"
 
 
@@ -43,9 +43,9 @@ rule evaluate_float:
         mem_mb=mem_mb_for("evaluate_float"),
         runtime=runtime_for("evaluate_float"),
     shell:
-        "python -m pipeline.evaluate --split {input.split} --features {input.features} "
-        "--method-name float --topk {params.topk} --zero-hit {params.zero_hit} "
-        "--out {output} 2> {log}"
+        "python -m pipeline.stages.evaluate_float --split {input.split} "
+        "--features {input.features} --method-name float --topk {params.topk} "
+        "--zero-hit {params.zero_hit} --out {output} 2> {log}"
 
 
 rule report:
@@ -76,5 +76,6 @@ rule report:
         mem_mb=mem_mb_for("report"),
         runtime=runtime_for("report"),
     shell:
-        "python -m pipeline.report --dataset {wildcards.dataset} --inputs {input.evals} "
-        "--map-csv {output.map_csv} --pk-csv {output.pk_csv} --table-md {output.table} 2> {log}"
+        "python -m pipeline.stages.report --dataset {wildcards.dataset} "
+        "--inputs {input.evals} --map-csv {output.map_csv} --pk-csv {output.pk_csv} "
+        "--table-md {output.table} 2> {log}"

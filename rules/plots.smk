@@ -31,7 +31,7 @@ rule curves:
         mem_mb=mem_mb_for("curves"),
         runtime=runtime_for("curves"),
     shell:
-        "python -m pipeline.plots --title {wildcards.dataset} --inputs {input} "
+        "python -m pipeline.stages.curves --title {wildcards.dataset} --inputs {input} "
         "--pk-png {output.pk_png} --pk-pdf {output.pk_pdf} --pr-png {output.pr_png} "
         "--pr-pdf {output.pr_pdf} 2> {log}"
 
@@ -61,7 +61,7 @@ rule gallery:
         mem_mb=mem_mb_for("gallery"),
         runtime=runtime_for("gallery"),
     shell:
-        "python -m pipeline.eval.gallery --split {input.split} --codes {input.codes} "
+        "python -m pipeline.stages.gallery --split {input.split} --codes {input.codes} "
         "--n-queries {params.n_queries} --seed {params.seed} --out {output} 2> {log}"
 
 
@@ -83,4 +83,4 @@ rule history_plot:
         mem_mb=mem_mb_for("history_plot"),
         runtime=runtime_for("history_plot"),
     shell:
-        "python -m pipeline.history_plot --history {input} --out {output} 2> {log}"
+        "python -m pipeline.stages.history_plot --history {input} --out {output} 2> {log}"

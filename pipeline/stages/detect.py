@@ -1,13 +1,13 @@
-"""Detection stage: run a detector on every image of a split → COCO-results JSON.
+"""Stage ``detect``: run a detector on every image of a split → COCO-results JSON.
 
-``python -m pipeline.detect --split S --detector-json '{"kind": ...}' --out detections.json``
+``python -m pipeline.stages.detect --split S --detector-json '{"kind": ...}' --out detections.json``
 
 Kinds: ``faster_rcnn`` (MS COCO, torchvision's COCO-trained Faster R-CNN) and
 ``cell_classifier`` (the offline demo). The output keeps every detection above the detector's
 ``score_floor``, so the auxiliary stage can change its threshold without rerunning this one,
 and the detector's ``categories`` (``{"id", "name"}``: the classes its ``category_id`` values
-denote), which the auxiliary stage matches to the dataset's classes by name. Each detector
-module defines ``detect(paths, ids, cfg, device)`` and ``categories(cfg)``.
+denote), which the auxiliary stage matches to the dataset's classes by name. The detector
+modules are listed in :data:`pipeline.detectors.KINDS`.
 """
 
 from __future__ import annotations
@@ -18,18 +18,13 @@ import logging
 from pathlib import Path
 
 from pipeline.artifacts import atomic_path, read_h5
+from pipeline.detectors import detector_module
 from pipeline.device import pick_device, set_threads
 
 log = logging.getLogger("pipeline.detect")
 
-KINDS = {
-    "faster_rcnn": "pipeline.detectors.faster_rcnn",
-    "cell_classifier": "pipeline.detectors.cell_classifier",
-}
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.detect", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m pipeline.stages.detect", description=__doc__)
     p.add_argument("--split", required=True)
     p.add_argument("--detector-json", required=True)
     p.add_argument("--checkpoint", default=None, help="model file for detectors trained here")
@@ -42,12 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = json.loads(a.detector_json)
     if a.checkpoint:
         cfg["checkpoint"] = a.checkpoint
-    kind = cfg.get("kind")
-    if kind not in KINDS:
-        raise SystemExit(f"config: detector.kind '{kind}' unknown; valid: {sorted(KINDS)}")
-    import importlib
-
-    module = importlib.import_module(KINDS[kind])
+    try:
+        module = detector_module(cfg.get("kind"))
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     data, attrs = read_h5(a.split, ["ids", "paths"], stage="split")
     root = Path(attrs["image_root"])
     paths = [str(root / p) for p in data["paths"]]

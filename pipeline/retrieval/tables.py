@@ -1,7 +1,7 @@
-"""Report stage: the evaluation JSONs of one dataset → Table 3-style MAP table and curve data.
+"""Result tables: the evaluation JSONs of one dataset → Table 3-style MAP table and curve data.
 
-``python -m pipeline.report --inputs a.json b.json ... --map-csv results/D_map.csv
---pk-csv results/D_topk_precision.csv --table-md results/D_table.md [--dataset D]``
+The ``report`` stage (:mod:`pipeline.stages.report`) writes the three files below; the plots
+(:mod:`pipeline.plots.precision`) share the row order and display names.
 
 * **MAP CSV** (the layout of the paper's Table 3): one row per method, in the order
   random, lsh, sklsh, sh, pcah, itq, sgh, aux, aux_itq, lagnh, then any other method
@@ -22,11 +22,9 @@ All inputs must share one MAP convention (``topk`` and ``zero_hit``); mixing is 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -214,36 +212,5 @@ def markdown_table(header: list[str], rows: list[dict[str, Any]], cap: str) -> s
     return "\n".join(lines) + "\n"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline.report",
-                                description=__doc__.split("\n")[0])
-    p.add_argument("--inputs", nargs="+", required=True, help="evaluation JSONs")
-    p.add_argument("--map-csv", required=True, help="results/{dataset}_map.csv")
-    p.add_argument("--pk-csv", required=True, help="results/{dataset}_topk_precision.csv")
-    p.add_argument("--table-md", required=True, help="results/{dataset}_table.md")
-    p.add_argument("--dataset", default=None, help="dataset name for the caption")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    try:
-        results = load_results(a.inputs)
-        header, rows = map_rows(results)
-        write_csv(a.map_csv, header, rows)
-        write_pk_csv(a.pk_csv, pk_rows(results))
-        md = markdown_table(header, rows, caption(results, a.dataset))
-        with atomic_path(a.table_md) as tmp:
-            tmp.write_text(md)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"report: error: {e}", file=sys.stderr)
-        return 2
-    print(md, file=sys.stderr)
-    return 0
-
-
-__all__ = ["main", "load_results", "map_rows", "pk_rows", "caption", "markdown_table",
-           "method_sort_key", "METHOD_ORDER"]
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+__all__ = ["load_results", "map_rows", "pk_rows", "caption", "markdown_table",
+           "method_sort_key", "METHOD_ORDER", "write_csv", "write_pk_csv", "DISPLAY", "FLOAT"]

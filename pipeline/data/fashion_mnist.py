@@ -60,7 +60,7 @@ def locate(folder: str | Path | None = None, cache: str | Path = CACHE_DIR,
         raise FileNotFoundError(
             "Fashion-MNIST not found: install Debian's dataset-fashion-mnist package "
             f"or put the four idx .gz files in {cache}")
-    from pipeline.datasets.download import download as fetch
+    from pipeline.data.archives import download as fetch
 
     cache = Path(cache)
     log.info("downloading Fashion-MNIST from %s into %s", UPSTREAM, cache)

@@ -1,8 +1,7 @@
 r"""Resumable, checksum-verified downloads and atomic zip extraction for dataset archives.
 
-Download (``resources/`` is where the workflow keeps what it fetches)::
-
-    python -m pipeline.datasets.download --url URL --md5 HEX --out PATH [--config-key KEY]
+Download (:func:`download`; the ``download`` stage, :mod:`pipeline.stages.download`, fetches into
+``resources/``, where the workflow keeps what it fetches):
 
 * the bytes go to ``PATH.part``; a ``.part`` left by an interrupted run is resumed with an HTTP
   ``Range`` request, and when the server ignores ``Range`` (answers ``200``) the file is restarted
@@ -14,10 +13,7 @@ Download (``resources/`` is where the workflow keeps what it fetches)::
   one; ``--md5 ""`` skips the check (with a warning);
 * ``PATH`` appears (``os.replace`` of the ``.part``) only once the file is complete and verified.
 
-Extraction::
-
-    python -m pipeline.datasets.download extract --archive ZIP --dest DIR \
-        --marker DIR/.NAME.extracted
+Extraction (:func:`extract`; the ``extract`` stage, :mod:`pipeline.stages.extract`):
 
 The archive is unpacked into a temporary folder beside ``DIR`` (same file system), then each of
 its top-level entries is moved into ``DIR`` with ``os.replace``; a top-level folder that already
@@ -28,7 +24,6 @@ A corrupt archive raises a clear error and leaves nothing behind.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import logging
@@ -296,39 +291,3 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike,
     log.info("extracted %d members of %s into %s", len(names), archive, dest)
     return names
 
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if argv[:1] == ["extract"]:
-        p = argparse.ArgumentParser(prog="python -m pipeline.datasets.download extract",
-                                    description="Unpack a zip atomically, then write a marker.")
-        p.add_argument("--archive", required=True)
-        p.add_argument("--dest", required=True)
-        p.add_argument("--marker", help="marker file (default DEST/.<archive stem>.extracted)")
-        a = p.parse_args(argv[1:])
-        extract(a.archive, a.dest, a.marker)
-        return 0
-    if argv[:1] == ["download"]:
-        argv = argv[1:]
-    p = argparse.ArgumentParser(prog="python -m pipeline.datasets.download",
-                                description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", required=True)
-    p.add_argument("--md5", required=True, help='expected md5 ("" skips verification)')
-    p.add_argument("--out", required=True)
-    p.add_argument("--config-key", default="", help="config key of the md5, for error messages")
-    p.add_argument("--retries", type=int, default=5)
-    p.add_argument("--timeout", type=float, default=60.0)
-    a = p.parse_args(argv)
-    try:
-        download(a.url, a.out, a.md5, config_key=a.config_key, retries=a.retries,
-                 timeout=a.timeout)
-    except (ChecksumError, DownloadError) as e:
-        log.error("%s", e)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,5 +1,6 @@
 """Search: the Hamming top-k retrieval images for an image that is already encoded.
 
+Library of ``python -m pipeline search`` (:mod:`pipeline.__main__`):
 ``python -m pipeline search --codes results/D/codes/M_B.h5 --split results/D/split.h5
 (--id ID | --path PATH) [--k 10]``
 
@@ -12,16 +13,11 @@ with the searched image.
 
 from __future__ import annotations
 
-import argparse
-import sys
-
 import numpy as np
 
 from pipeline.artifacts import check_aligned, read_h5
-from pipeline.eval.hamming import hamming_topk
-
-QUERY, RETRIEVAL = 1, 2
-_SPLIT_NAMES = {0: "train", QUERY: "query", RETRIEVAL: "retrieval"}
+from pipeline.data.split_table import QUERY, RETRIEVAL, SPLIT_NAMES
+from pipeline.retrieval.hamming import hamming_topk
 
 
 def find_row(ids: np.ndarray, paths: np.ndarray, *, image_id: int | None = None,
@@ -52,7 +48,7 @@ def search(codes_path: str, split_path: str, *, image_id: int | None = None,
     check_aligned(sp["ids"][rows], cd["ids"], f"{split_path} (query+retrieval rows)", codes_path)
     row = find_row(sp["ids"], sp["paths"], image_id=image_id, path=path)
     if not rows[row]:
-        kind = _SPLIT_NAMES.get(int(sp["split"][row]), "unused")
+        kind = dict(enumerate(SPLIT_NAMES)).get(int(sp["split"][row]), "unused")
         raise ValueError(f"image id {sp['ids'][row]} is a {kind} image and has no code; "
                          "search with a query or retrieval image")
     code_row = int(np.count_nonzero(rows[:row]))
@@ -69,36 +65,4 @@ def search(codes_path: str, split_path: str, *, image_id: int | None = None,
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline search",
-                                description=__doc__.split("\n")[0])
-    p.add_argument("--codes", required=True, help="results/{dataset}/codes/{method}_{bits}.h5")
-    p.add_argument("--split", required=True, help="results/{dataset}/split.h5")
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--id", type=int, dest="image_id", help="image id (split.h5 'ids')")
-    who.add_argument("--path", help="image path as in split.h5 'paths' (or its tail)")
-    p.add_argument("--k", type=int, default=10, help="number of results (default 10)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pipeline search ...``; prints a table to stdout, returns the exit status."""
-    a = build_parser().parse_args(argv)
-    try:
-        if a.k < 1:
-            raise ValueError("--k must be >= 1")
-        hits = search(a.codes, a.split, image_id=a.image_id, path=a.path, k=a.k)
-    except (FileNotFoundError, KeyError, ValueError, OSError) as e:
-        print(f"search: error: {e}", file=sys.stderr)
-        return 2
-    print(f"{'rank':>4}  {'id':>12}  {'hamming':>7}  {'relevant':>8}  path")
-    for h in hits:
-        print(f"{h['rank']:>4}  {h['id']:>12}  {h['hamming']:>7}  "
-              f"{'yes' if h['relevant'] else 'no':>8}  {h['path']}")
-    return 0
-
-
-__all__ = ["main", "search", "find_row"]
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+__all__ = ["search", "find_row"]

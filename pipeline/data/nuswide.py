@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.split import QUERY, RETRIEVAL, TRAIN, SplitTable
+from pipeline.data.split_table import QUERY, RETRIEVAL, TRAIN, SplitTable
 
 log = logging.getLogger("pipeline.datasets.nuswide")
 

@@ -1,7 +1,6 @@
-"""Retrieval gallery: a few fixed queries and their Hamming top-k per method, as one PNG.
+"""Retrieval gallery: a few fixed queries and their Hamming top-k per method, as one image.
 
-``python -m pipeline.eval.gallery --split S --codes C1 C2 ... [--n-queries 4] [--k 10]
-[--seed 0] [--thumb 96] [--image-root DIR] --out results/D_gallery_32.png``
+Drawn by the ``gallery`` stage (:mod:`pipeline.stages.gallery`).
 
 Queries are drawn from the query rows of ``split.h5`` with ``numpy.random.default_rng(seed)``,
 so every method shows the same queries. For each query there is one line per codes file: the
@@ -9,14 +8,12 @@ method's name, the query image (blue frame) and its top-k retrieval images in ra
 (Hamming distance, ties by retrieval index), each framed green when it shares a ground-truth label
 with the query and red when not, with its distance underneath. Images are read from the split's
 ``image_root`` attr (or ``--image-root``) joined with ``paths``; an unreadable image is drawn as a
-grey tile saying so. The PNG is written atomically.
+grey tile saying so.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,10 +22,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from pipeline.artifacts import atomic_path, check_aligned, read_h5
-from pipeline.eval.hamming import hamming_topk
+from pipeline.artifacts import check_aligned, read_h5
+from pipeline.data.split_table import QUERY, RETRIEVAL
+from pipeline.retrieval.hamming import hamming_topk
 
-QUERY, RETRIEVAL = 1, 2
 GREEN, RED, BLUE, GREY = (30, 160, 60), (210, 40, 40), (40, 90, 210), (150, 150, 150)
 BORDER, TEXT_H, LABEL_W, GAP = 4, 14, 120, 12
 
@@ -135,37 +132,4 @@ def render_gallery(split_path: str | os.PathLike, codes_paths: list[str | os.Pat
     return canvas
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline.eval.gallery",
-                                description=__doc__.split("\n")[0])
-    p.add_argument("--split", required=True, help="results/{dataset}/split.h5")
-    p.add_argument("--codes", nargs="+", required=True, help="codes files (one line each)")
-    p.add_argument("--n-queries", type=int, default=4)
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--thumb", type=int, default=96, help="thumbnail size in pixels")
-    p.add_argument("--image-root", default=None, help="override the split's image_root attr")
-    p.add_argument("--out", required=True, help="results/{dataset}_gallery_{bits}.png")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    try:
-        if a.n_queries < 1 or a.k < 1 or a.thumb < 16:
-            raise ValueError("--n-queries and --k must be >= 1, --thumb >= 16")
-        img = render_gallery(a.split, a.codes, n_queries=a.n_queries, k=a.k, seed=a.seed,
-                             thumb=a.thumb, image_root=a.image_root)
-        with atomic_path(a.out) as tmp:
-            img.save(tmp, format="PNG")
-    except (FileNotFoundError, KeyError, ValueError, OSError) as e:
-        print(f"gallery: error: {e}", file=sys.stderr)
-        return 2
-    print(f"gallery: wrote {a.out} ({img.width}x{img.height})", file=sys.stderr)
-    return 0
-
-
-__all__ = ["main", "render_gallery", "load_codes"]
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+__all__ = ["render_gallery", "load_codes"]

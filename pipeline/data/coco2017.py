@@ -2,7 +2,7 @@
 
 * labels: the 80 categories of the instance annotations (pycocotools), COCO's sparse category
   ids mapped to columns 0..79 in ascending id, the same columns for both files
-  (:func:`pipeline.datasets.coco.load_coco_labels`);
+  (:func:`pipeline.data.coco.load_coco_labels`);
 * train: ``split.train`` (5,000) images of train2017 drawn with ``split.seed``;
   retrieval: all the other train2017 images (113,287); query: all of val2017 (5,000).
 
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.datasets.coco import load_coco_labels
-from pipeline.split import QUERY, RETRIEVAL, TRAIN, SplitTable
+from pipeline.data.coco import load_coco_labels
+from pipeline.data.split_table import QUERY, RETRIEVAL, TRAIN, SplitTable
 
 log = logging.getLogger("pipeline.datasets.coco2017")
 

@@ -1,11 +1,11 @@
 """Retrieval evaluation: exact Hamming ranking, MAP@K, topK-precision, PR curves, galleries.
 
-See :mod:`pipeline.eval.hamming` for the ranking (and its tie rule) and
-:mod:`pipeline.eval.metrics` for the metric definitions and the zero-hit convention.
+See :mod:`pipeline.retrieval.hamming` for the ranking (and its tie rule) and
+:mod:`pipeline.retrieval.metrics` for the metric definitions and the zero-hit convention.
 """
 
-from pipeline.eval.hamming import hamming_distance, hamming_topk
-from pipeline.eval.metrics import (
+from pipeline.retrieval.hamming import hamming_distance, hamming_topk
+from pipeline.retrieval.metrics import (
     MAPResult,
     PRCurve,
     PrecisionAtK,

@@ -1,7 +1,6 @@
 """Curves of the paper's Figure 2: topK-precision and PR within Hamming radius, per code length.
 
-``python -m pipeline.plots --inputs a.json b.json ... [--pk-png P] [--pk-pdf P] [--pr-png P]
-[--pr-pdf P] [--title T]``
+Drawn by the ``curves`` stage (:mod:`pipeline.stages.curves`) from the evaluation JSONs.
 
 One subplot per code length, one curve per method (same colour for a method in every subplot).
 The topK-precision figure also draws the ``float`` ceiling (dashed, black) in every subplot; the
@@ -11,9 +10,7 @@ Rendering uses matplotlib's Agg backend; each file is written atomically.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pipeline.artifacts import atomic_path  # noqa: E402
-from pipeline.report import DISPLAY, FLOAT, load_results, method_sort_key  # noqa: E402
+from pipeline.retrieval.tables import DISPLAY, FLOAT, method_sort_key  # noqa: E402
 
 
 def _colours(methods: list[str]) -> dict[str, Any]:
@@ -36,7 +33,8 @@ def _grid(n: int) -> tuple[int, int]:
     return -(-n // cols), cols
 
 
-def _save(fig: Any, paths: Sequence[str | None]) -> None:
+def save_figure(fig: Any, paths: Sequence[str | None]) -> None:
+    """Write ``fig`` to each path (format from its suffix, atomically); ``None`` paths skipped."""
     for path in paths:
         if not path:
             continue
@@ -121,41 +119,4 @@ def _legend(fig: Any, axes: Any) -> None:
         axes.ravel()[0].legend(handles, labels, fontsize=7, loc="best")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline.plots",
-                                description=__doc__.split("\n")[0])
-    p.add_argument("--inputs", nargs="+", required=True, help="evaluation JSONs")
-    p.add_argument("--pk-png", default=None)
-    p.add_argument("--pk-pdf", default=None)
-    p.add_argument("--pr-png", default=None)
-    p.add_argument("--pr-pdf", default=None)
-    p.add_argument("--title", default=None, help="figure title prefix (e.g. the dataset)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    if not any((a.pk_png, a.pk_pdf, a.pr_png, a.pr_pdf)):
-        print("plots: error: give at least one of --pk-png/--pk-pdf/--pr-png/--pr-pdf",
-              file=sys.stderr)
-        return 2
-    try:
-        results = load_results(a.inputs)
-        if a.pk_png or a.pk_pdf:
-            fig = topk_precision_figure(results, a.title)
-            _save(fig, [a.pk_png, a.pk_pdf])
-            plt.close(fig)
-        if a.pr_png or a.pr_pdf:
-            fig = pr_figure(results, a.title)
-            _save(fig, [a.pr_png, a.pr_pdf])
-            plt.close(fig)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"plots: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-__all__ = ["main", "topk_precision_figure", "pr_figure"]
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+__all__ = ["topk_precision_figure", "pr_figure", "save_figure"]

@@ -8,8 +8,8 @@ label (labels are ``uint8 (N, C)`` 0/1 and are used only here). Labels are packe
 bit sets, so relevance is a bitwise AND, no floating point.
 
 **Ranking.** Hamming distance to the query, ties by database index ascending (a stable sort, as in
-the authors' MATLAB evaluation); see :mod:`pipeline.eval.hamming`. The real-valued ceiling ranks
-by squared Euclidean distance with the same tie rule.
+the authors' MATLAB evaluation); see :mod:`pipeline.retrieval.hamming`. The real-valued ceiling
+ranks by squared Euclidean distance with the same tie rule.
 
 **AP@K.** For a ranked list with relevance :math:`\mathrm{rel}_i \in \{0, 1\}`,
 
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.codes import check_packed
-from pipeline.eval.hamming import map_distance_chunks, map_topk_chunks
+from pipeline.retrieval.hamming import map_distance_chunks, map_topk_chunks
 
 __all__ = [
     "DEFAULT_TOPK",
@@ -319,7 +319,7 @@ def mean_average_precision(q_codes: np.ndarray, db_codes: np.ndarray, q_labels: 
         zero_hit: ``"drop"`` (default) leaves out queries with no relevant item in the whole
             retrieval set; ``"zero"`` counts them as AP 0.
         bits: code length ``r`` when codes are packed (checks width and zero padding).
-        chunk, threads, device: see :func:`pipeline.eval.hamming.hamming_topk`.
+        chunk, threads, device: see :func:`pipeline.retrieval.hamming.hamming_topk`.
 
     Returns:
         :class:`MAPResult`.

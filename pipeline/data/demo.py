@@ -6,14 +6,13 @@ and placed with a small random offset; the other cells stay black. Its ground-tr
 the set of classes in the mosaic, written as one COCO instance (box = the item) per item in
 ``instances_all.json`` so the COCO code paths (pycocotools, split, features, detections) read
 it as they read MS COCO. Fashion-MNIST's *test* items never appear in a mosaic: the demo's
-"detector" (``pipeline.detectors.cell_classifier``) is trained on them.
+"detector" (:mod:`pipeline.detectors.cell_mlp`) is trained on them.
 
-``python -m pipeline.datasets.demo --config-json '{...}' --out-json F --out-images DIR``
+The ``demo_images`` stage (:mod:`pipeline.stages.demo_images`) calls :func:`build_demo`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pipeline.artifacts import atomic_path
-from pipeline.datasets import fashion_mnist
+from pipeline.data import fashion_mnist
 
 log = logging.getLogger("pipeline.demo")
 
@@ -105,17 +104,3 @@ def build_demo(cfg: dict[str, Any], out_json: str | Path, out_images: str | Path
     log.info("demo: %d images, %d items into %s", n, len(coco["annotations"]), out_images)
     return coco
 
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.datasets.demo", description=__doc__)
-    p.add_argument("--config-json", required=True)
-    p.add_argument("--out-json", required=True)
-    p.add_argument("--out-images", required=True)
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    build_demo(json.loads(a.config_json), a.out_json, a.out_images)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,8 @@
-"""Split stage: a dataset's source files → ``split.h5`` (ids, paths, labels, train/query/retrieval).
+"""Split tables: a dataset's images with their ground truth and train/query/retrieval codes.
 
-``python -m pipeline.split --source-json '{...}' --split-json '{...}' --dataset NAME --out F.h5``
+The split codes (:data:`TRAIN`, :data:`QUERY`, :data:`RETRIEVAL`, :data:`UNUSED`) are defined
+here and only here; every module that reads a ``split`` column imports them. The ``split`` stage
+(:mod:`pipeline.stages.split`) writes a table as ``split.h5`` with :func:`write_split`.
 
 The ``source`` config names the dataset ``kind``; each kind has a builder returning a
 :class:`SplitTable`. ``split.protocol: lists`` reads list files a user supplies instead.
@@ -8,9 +10,7 @@ The ``source`` config names the dataset ``kind``; each kind has a builder return
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,8 +23,12 @@ from pipeline.artifacts import write_h5
 
 log = logging.getLogger("pipeline.split")
 
-SPLIT_NAMES = ("train", "query", "retrieval")
+#: split codes of split.h5's ``split`` column (and of the codes files' rows)
 TRAIN, QUERY, RETRIEVAL = 0, 1, 2
+#: rows a protocol leaves out of all three parts (e.g. images beyond the configured sizes)
+UNUSED = 255
+#: names of the codes 0, 1, 2 (attr ``split_names`` of split.h5)
+SPLIT_NAMES = ("train", "query", "retrieval")
 
 
 @dataclass
@@ -67,7 +71,7 @@ def random_split(n: int, n_train: int, n_query: int, n_retrieval: int | None,
         raise ValueError(f"split sizes train={n_train} query={n_query} retrieval={n_ret} do "
                          f"not fit {n} images; lower them in config.yaml (split section)")
     order = np.random.default_rng(seed).permutation(n)
-    split = np.full(n, 255, dtype=np.uint8)
+    split = np.full(n, UNUSED, dtype=np.uint8)
     split[order[:n_train]] = TRAIN
     split[order[n_train:n_train + n_query]] = QUERY
     split[order[n_train + n_query:n_train + n_query + n_ret]] = RETRIEVAL
@@ -77,7 +81,7 @@ def random_split(n: int, n_train: int, n_query: int, n_retrieval: int | None,
 def build_coco_format(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
     """A COCO-format collection (``images`` folder + ``instances`` json), split at random by
     the sizes in ``split`` (``train``, ``query``, ``retrieval`` or null for the rest)."""
-    from pipeline.datasets.coco import load_coco_labels
+    from pipeline.data.coco import load_coco_labels
 
     table = load_coco_labels(source["instances"])
     keep = np.ones(len(table.ids), dtype=bool)
@@ -89,7 +93,7 @@ def build_coco_format(source: dict[str, Any], split: dict[str, Any]) -> SplitTab
     ids, paths, labels = table.ids[keep], table.file_names[keep], table.labels[keep]
     assign = random_split(len(ids), int(split["train"]), int(split["query"]),
                           split.get("retrieval"), int(split["seed"]))
-    used = assign != 255
+    used = assign != UNUSED
     return SplitTable(ids[used], paths[used], labels[used], assign[used], table.class_names,
                       str(source["images"]), "random",
                       {"category_ids": table.category_ids,
@@ -100,8 +104,8 @@ def build_coco_format(source: dict[str, Any], split: dict[str, Any]) -> SplitTab
 BUILDERS: dict[str, Callable[..., SplitTable] | str] = {
     "demo": build_coco_format,
     "coco_format": build_coco_format,
-    "coco2017": "pipeline.datasets.coco2017:build_split",
-    "nuswide": "pipeline.datasets.nuswide:build_split",
+    "coco2017": "pipeline.data.coco2017:build_split",
+    "nuswide": "pipeline.data.nuswide:build_split",
 }
 
 
@@ -115,7 +119,7 @@ def _resolve(spec: Callable[..., SplitTable] | str) -> Callable[..., SplitTable]
 def build_split(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
     """Dispatch on ``split.protocol`` (``lists``) or else on ``source.kind``."""
     if split.get("protocol") == "lists":
-        builder = _resolve("pipeline.datasets.lists:build_split")
+        builder = _resolve("pipeline.data.lists:build_split")
     else:
         kind = source.get("kind")
         if kind not in BUILDERS:
@@ -139,19 +143,3 @@ def write_split(table: SplitTable, out: str | Path, dataset: str, seed: int | No
                             "labels": {"meaning": "ground truth, evaluation only"}})
     log.info("wrote %s: %s", out, counts)
 
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.split", description=__doc__)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--source-json", required=True, help="the dataset's source config (JSON)")
-    p.add_argument("--split-json", required=True, help="the dataset's split config (JSON)")
-    p.add_argument("--out", required=True)
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    source, split = json.loads(a.source_json), json.loads(a.split_json)
-    write_split(build_split(source, split), a.out, a.dataset, split.get("seed"))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,13 +6,12 @@ thresholding code. It is trained only on Fashion-MNIST's *test* items (which nev
 demo mosaic), rendered into a cell exactly as the mosaics are, plus blank cells as an 11th
 "empty" class, so its mistakes on the demo are those of a model on unseen images.
 
-``python -m pipeline.detectors.cell_classifier --config-json '{...}' --out model.pt``
+The ``cell_classifier`` stage (:mod:`pipeline.stages.cell_classifier`) trains it with
+:func:`train`; the ``detect`` stage runs it with :func:`detect` (detector kind ``cell_classifier``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -24,9 +23,8 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.artifacts import atomic_path
-from pipeline.datasets import fashion_mnist
-from pipeline.datasets.demo import compose
+from pipeline.data import fashion_mnist
+from pipeline.data.demo import compose
 
 log = logging.getLogger("pipeline.cell_classifier")
 EMPTY = 10  # index of the "empty cell" class
@@ -157,22 +155,3 @@ def detect(image_paths: list[str], ids: np.ndarray, cfg: dict[str, Any],
     flush()
     return dets, skipped
 
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.detectors.cell_classifier",
-                                description=__doc__)
-    p.add_argument("--config-json", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--threads", type=int, default=0)
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    ckpt = train(json.loads(a.config_json))
-    with atomic_path(a.out) as tmp:
-        torch.save(ckpt, tmp)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

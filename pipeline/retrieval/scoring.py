@@ -1,9 +1,9 @@
-"""Evaluate stage: MAP@K, topK-precision and PR within Hamming radius of one codes file.
+"""Scoring one codes file (or the float features) of a split: the evaluation JSON.
 
-``python -m pipeline.evaluate --split S --codes C [--topk 1000|all] [--zero-hit drop|zero]
-[--pk-grid 1,50,...] --out OUT.json``
-
-``python -m pipeline.evaluate --split S --features F --method-name float [...] --out OUT.json``
+:func:`evaluate_codes_file` (the ``evaluate`` stage, :mod:`pipeline.stages.evaluate`) gives
+MAP@K, topK-precision and PR within Hamming radius of one codes file;
+:func:`evaluate_features_file` (the ``evaluate_float`` stage,
+:mod:`pipeline.stages.evaluate_float`) gives the Euclidean float ceiling.
 
 Queries are the ``split == 1`` rows of ``split.h5``, the retrieval set its ``split == 2`` rows.
 A codes file holds exactly the query and retrieval rows of ``split.h5``, in its order (checked by
@@ -21,12 +21,11 @@ differs from the column ``bits``), ``uses_aux`` (the row reads the auxiliary lab
 ``{"k": [...], "precision": [...]}``, ``pr_radius``
 ``{"radius": [...], "precision": [...], "recall": [...]}`` (``null`` for float) and provenance
 (``dataset``, ``source``, ``tie_rule``, ``relevance``, ``seconds``, ``created``).
-See :mod:`pipeline.eval.metrics` for the definitions.
+See :mod:`pipeline.retrieval.metrics` for the definitions.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import math
@@ -40,21 +39,20 @@ import h5py
 import numpy as np
 
 from pipeline.artifacts import atomic_path, check_aligned, read_h5
-from pipeline.eval.metrics import (
+from pipeline.data.split_table import QUERY, RETRIEVAL
+from pipeline.retrieval.metrics import (
     DEFAULT_TOPK,
-    ZERO_HIT_MODES,
     RetrievalReport,
     default_pk_grid,
     evaluate_retrieval,
     evaluate_retrieval_float,
 )
 
-QUERY, RETRIEVAL = 1, 2
 TIE_RULE = "distance ascending, ties by retrieval-set index ascending (stable sort)"
 RELEVANCE = "shares at least one ground-truth label"
 
 
-def _log(msg: str) -> None:
+def log_stderr(msg: str) -> None:
     stamp = _dt.datetime.now().strftime("%H:%M:%S")
     print(f"{stamp} evaluate: {msg}", file=sys.stderr, flush=True)
 
@@ -107,8 +105,8 @@ def _codes_valid(path: str | os.PathLike, n: int) -> np.ndarray:
     with h5py.File(path, "r") as f:
         if "valid" in f:
             return f["valid"][...].astype(bool)
-    _log(f"warning: {path} has no 'valid' dataset (encoded by an older version): rows of "
-         "unreadable images, if any, are scored; re-encode to leave them out")
+    log_stderr(f"warning: {path} has no 'valid' dataset (encoded by an older version): rows of "
+               "unreadable images, if any, are scored; re-encode to leave them out")
     return np.ones(n, bool)
 
 
@@ -138,11 +136,11 @@ def evaluate_codes_file(split_path: str | os.PathLike, codes_path: str | os.Path
     valid = _codes_valid(codes_path, len(cd["ids"]))
     n_invalid = int((~valid).sum())
     if n_invalid:
-        _log(f"warning: {n_invalid} query/retrieval rows have valid=0 (unreadable image) and "
-             "are left out of the evaluation")
+        log_stderr(f"warning: {n_invalid} query/retrieval rows have valid=0 (unreadable image) and "
+                   "are left out of the evaluation")
     q, r = (cd["split"] == QUERY) & valid, (cd["split"] == RETRIEVAL) & valid
-    _log(f"{codes_path}: method {method}, {bits} bits (codes of {width}), {int(q.sum())} "
-         f"queries x {int(r.sum())} retrieval items")
+    log_stderr(f"{codes_path}: method {method}, {bits} bits (codes of {width}), {int(q.sum())} "
+               f"queries x {int(r.sum())} retrieval items")
     rep = evaluate_retrieval(cd["codes"][q], cd["codes"][r], labels[q], labels[r], topk=topk,
                              ks=ks, zero_hit=zero_hit, pr=pr, bits=width, threads=threads,
                              device=device)
@@ -177,13 +175,13 @@ def evaluate_features_file(split_path: str | os.PathLike, features_path: str | o
     q, r = (split == QUERY) & valid, (split == RETRIEVAL) & valid
     n_invalid = int((considered & ~valid).sum())
     if n_invalid:
-        _log(f"warning: {n_invalid} query/retrieval rows have valid=0 (unreadable image) and are "
-             "left out of the float evaluation")
+        log_stderr(f"warning: {n_invalid} query/retrieval rows have valid=0 (unreadable image) "
+                   "and are left out of the float evaluation")
     feats = fd.pop("features")
     q_feats, r_feats = feats[q], feats[r]
     del feats  # keep one copy of the features in memory, not two
-    _log(f"{features_path}: method {method_name}, {int(q.sum())} queries x {int(r.sum())} "
-         f"retrieval items, {q_feats.shape[1]}-d features")
+    log_stderr(f"{features_path}: method {method_name}, {int(q.sum())} queries x {int(r.sum())} "
+               f"retrieval items, {q_feats.shape[1]}-d features")
     rep = evaluate_retrieval_float(q_feats, r_feats, labels[q], labels[r], topk=topk, ks=ks,
                                    zero_hit=zero_hit, chunk=chunk)
     out = _as_json(rep, method=method_name, bits=None, n_retrieval=int(r.sum()),
@@ -226,61 +224,5 @@ def write_json(obj: Any, path: str | os.PathLike) -> None:
         tmp.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline.evaluate",
-                                description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--split", required=True, help="results/{dataset}/split.h5")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--codes", help="results/{dataset}/codes/{method}_{bits}.h5")
-    src.add_argument("--features", help="results/{dataset}/features.h5 (float ceiling)")
-    p.add_argument("--method-name", default=None,
-                   help="method name in the JSON (required with --features, e.g. 'float'; "
-                        "default for codes: the file's 'method' attr)")
-    p.add_argument("--topk", default=str(DEFAULT_TOPK),
-                   help="K of MAP@K, or 'all' for the whole ranking (default: 1000)")
-    p.add_argument("--zero-hit", choices=ZERO_HIT_MODES, default="drop",
-                   help="queries without any relevant retrieval item: drop them (authors' "
-                        "convention, default) or count them as 0")
-    p.add_argument("--pk-grid", default=None,
-                   help="comma list of K for topK-precision (default 1,50,100,...,5000)")
-    p.add_argument("--no-pr", action="store_true",
-                   help="skip precision/recall within Hamming radius")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
-    p.add_argument("--device", default=None,
-                   help="'numpy' (CPU), 'cuda', ... (default: CUDA when available)")
-    p.add_argument("--out", required=True, help="results/{dataset}/eval/{method}_{bits}.json")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    try:
-        topk = parse_topk(a.topk)
-        ks = parse_grid(a.pk_grid)
-        if a.features and not a.method_name:
-            raise ValueError("--features needs --method-name (e.g. --method-name float)")
-        for path in (a.split, a.codes or a.features):
-            if not Path(path).exists():
-                raise FileNotFoundError(f"{path}: file not found")
-        if a.codes:
-            out = evaluate_codes_file(a.split, a.codes, topk=topk, zero_hit=a.zero_hit, ks=ks,
-                                      pr=not a.no_pr, method_name=a.method_name,
-                                      threads=a.threads, device=a.device)
-        else:
-            out = evaluate_features_file(a.split, a.features, method_name=a.method_name,
-                                         topk=topk, zero_hit=a.zero_hit, ks=ks)
-        write_json(out, a.out)
-    except (FileNotFoundError, KeyError, ValueError, OSError, TypeError) as e:
-        print(f"evaluate: error: {e}", file=sys.stderr)
-        return 2
-    _log(f"MAP@{out['topk']} = {out['map']} ({out['n_queries']} of {out['n_queries_total']} "
-         f"queries, zero_hit={out['zero_hit']}) in {out['seconds']} s -> {a.out}")
-    return 0
-
-
-__all__ = ["main", "evaluate_codes_file", "evaluate_features_file", "parse_topk", "parse_grid",
+__all__ = ["evaluate_codes_file", "evaluate_features_file", "parse_topk", "parse_grid",
            "write_json", "default_pk_grid"]
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,7 +1,7 @@
-"""Train stage: fit one hashing method at one code length on the training split.
+"""Stage ``train``: fit one hashing method at one code length on the training split.
 
-``python -m pipeline.train --method NAME --impl lagnh --bits 32 --split S --features F --aux A
---params-json '{...}' --seed 0 --out model.pt --history history.csv``
+``python -m pipeline.stages.train --method NAME --impl lagnh --bits 32 --split S --features F
+--aux A --params-json '{...}' --seed 0 --out model.pt --history history.csv``
 
 Only rows with ``split == train`` and a valid feature row are used. Methods that choose a
 setting on a validation split of the training images (``USES_TRAIN_LABELS``, e.g.
@@ -20,16 +20,16 @@ import pandas as pd
 import torch
 
 from pipeline.artifacts import atomic_path, read_h5
+from pipeline.data.split_table import TRAIN
 from pipeline.device import set_threads
 from pipeline.methods import get_method, uses_train_labels
-from pipeline.split import TRAIN
 from pipeline.stage_inputs import load_inputs
 
 log = logging.getLogger("pipeline.train")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m pipeline.stages.train", description=__doc__)
     p.add_argument("--method", required=True, help="the method's name in config (row label)")
     p.add_argument("--impl", default=None, help="implementation (pipeline.methods); "
                    "default: same as --method")

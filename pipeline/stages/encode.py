@@ -1,7 +1,7 @@
-"""Encode stage: hash codes of the query and retrieval images with a trained model (Eq. 13).
+"""Stage ``encode``: hash codes of the query and retrieval images with a trained model (Eq. 13).
 
-``python -m pipeline.encode --model model.pt --split S --features F --aux A --out codes.h5
-[--method ROW --params-json '{...}']``
+``python -m pipeline.stages.encode --model model.pt --split S --features F --aux A
+--out codes.h5 [--method ROW --params-json '{...}']``
 
 ``--method`` and ``--params-json`` name the table row and its parameters when a row encodes
 with another row's model (rows of one method that differ only in encode-time parameters,
@@ -24,16 +24,16 @@ import torch
 
 from pipeline.artifacts import write_h5
 from pipeline.codes import pack_codes
+from pipeline.data.split_table import TRAIN, UNUSED
 from pipeline.device import set_threads
 from pipeline.methods import get_method, uses_aux
-from pipeline.split import TRAIN
 from pipeline.stage_inputs import load_inputs
 
 log = logging.getLogger("pipeline.encode")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.encode", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m pipeline.stages.encode", description=__doc__)
     p.add_argument("--model", required=True)
     p.add_argument("--split", required=True)
     p.add_argument("--features", required=True)
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = torch.load(a.model, map_location="cpu", weights_only=False)
     module = get_method(ckpt["impl"])
     inp = load_inputs(a.split, a.features, a.aux)
-    rows = (inp.split != TRAIN) & (inp.split != 255)
+    rows = (inp.split != TRAIN) & (inp.split != UNUSED)
     n_invalid = int((rows & ~inp.valid).sum())
     if n_invalid:
         log.warning("%d query/retrieval images had unreadable files; their codes (of zero "

@@ -1,19 +1,15 @@
-"""Plot a training history CSV (one line per loss term against epoch) to a PNG.
+"""A training history (one line per loss term against epoch) as a figure.
 
-``python -m pipeline.history_plot --history H.csv --out H.png``
+Drawn by the ``history_plot`` stage (:mod:`pipeline.stages.history_plot`).
 """
 
 from __future__ import annotations
-
-import argparse
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-
-from pipeline.artifacts import atomic_path  # noqa: E402
 
 
 def plot_history(history: pd.DataFrame, title: str = "") -> plt.Figure:
@@ -32,18 +28,3 @@ def plot_history(history: pd.DataFrame, title: str = "") -> plt.Figure:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.history_plot", description=__doc__)
-    p.add_argument("--history", required=True)
-    p.add_argument("--out", required=True)
-    a = p.parse_args(argv)
-    fig = plot_history(pd.read_csv(a.history), a.history)
-    with atomic_path(a.out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
