@@ -55,13 +55,13 @@ rule report:
     output:
         map_csv=report(
             "results/{dataset}_map.csv",
-            caption="../report/map.rst",
+            caption="../captions/map.rst",
             category="Evaluation",
             labels={"dataset": "{dataset}", "table": "MAP"},
         ),
         pk_csv=report(
             "results/{dataset}_topk_precision.csv",
-            caption="../report/topk_precision_table.rst",
+            caption="../captions/topk_precision_table.rst",
             category="Evaluation",
             labels={"dataset": "{dataset}", "table": "precision@K"},
         ),

@@ -7,7 +7,7 @@ rule curves:
     output:
         pk_png=report(
             "results/{dataset}_topk_precision.png",
-            caption="../report/topk_precision.rst",
+            caption="../captions/topk_precision.rst",
             category="Plots",
             subcategory="Retrieval curves",
             labels={"dataset": "{dataset}", "figure": "precision@K"},
@@ -15,7 +15,7 @@ rule curves:
         pk_pdf="results/{dataset}_topk_precision.pdf",
         pr_png=report(
             "results/{dataset}_pr.png",
-            caption="../report/pr.rst",
+            caption="../captions/pr.rst",
             category="Plots",
             subcategory="Retrieval curves",
             labels={"dataset": "{dataset}", "figure": "precision-recall"},
@@ -43,7 +43,7 @@ rule gallery:
     output:
         report(
             "results/{dataset}_gallery_{bits}.png",
-            caption="../report/gallery.rst",
+            caption="../captions/gallery.rst",
             category="Plots",
             subcategory="Retrieval galleries",
             labels={"dataset": "{dataset}", "bits": "{bits}"},
@@ -71,7 +71,7 @@ rule history_plot:
     output:
         report(
             "results/{dataset}/models/{method}_{bits}_history.png",
-            caption="../report/history.rst",
+            caption="../captions/history.rst",
             category="Training",
             labels={"dataset": "{dataset}", "method": "{method}", "bits": "{bits}"},
         ),

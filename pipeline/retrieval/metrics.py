@@ -45,7 +45,7 @@ __all__ = [
     "MAPResult",
     "PrecisionAtK",
     "PRCurve",
-    "RetrievalReport",
+    "RetrievalResult",
     "default_pk_grid",
     "pack_labels",
     "relevance",
@@ -105,7 +105,7 @@ class PRCurve:
 
 
 @dataclass(frozen=True)
-class RetrievalReport:
+class RetrievalResult:
     """Everything one evaluation computes, from a single pass over the ranking."""
 
     map: MAPResult
@@ -467,7 +467,7 @@ def evaluate_retrieval(q_codes: np.ndarray, db_codes: np.ndarray, q_labels: np.n
                        ks: Sequence[int] | np.ndarray | None = None, zero_hit: str = "drop",
                        pr: bool = True, bits: int | None = None, chunk: int | None = None,
                        threads: int | None = None, device: str | None = None
-                       ) -> RetrievalReport:
+                       ) -> RetrievalResult:
     """MAP@K, topK-precision and (optionally) PR within Hamming radius in one ranking pass.
 
     Same arguments and conventions as :func:`mean_average_precision`,
@@ -483,7 +483,7 @@ def evaluate_retrieval(q_codes: np.ndarray, db_codes: np.ndarray, q_labels: np.n
                                                     device=device))
     curve = (_pr_radius(q, db, q_bits, db_bits, r, zero_hit, chunk=chunk, threads=threads,
                         device=device) if pr else None)
-    return RetrievalReport(res, pk, curve)
+    return RetrievalResult(res, pk, curve)
 
 
 # --------------------------------------------------------------------------- float ceiling
@@ -545,7 +545,7 @@ def evaluate_retrieval_float(q_feats: np.ndarray, db_feats: np.ndarray, q_labels
                              db_labels: np.ndarray, *, topk: int | None = DEFAULT_TOPK,
                              ks: Sequence[int] | np.ndarray | None = None,
                              zero_hit: str = "drop", chunk: int = 256,
-                             dtype: str | np.dtype = "float32") -> RetrievalReport:
+                             dtype: str | np.dtype = "float32") -> RetrievalResult:
     r"""MAP@K and topK-precision of Euclidean ranking of real-valued features (the ceiling).
 
     Squared distances :math:`\|q\|^2 + \|x\|^2 - 2 q^\top x` with dot products in ``dtype``
@@ -562,7 +562,7 @@ def evaluate_retrieval_float(q_feats: np.ndarray, db_feats: np.ndarray, q_labels
     res, pk = _reduce(pack_labels(q_labels), pack_labels(db_labels), topk, grid, zero_hit,
                       lambda k, fn: _float_topk_chunks(q_feats, db_feats, min(k, n_db), fn,
                                                        chunk=chunk, dtype=np.dtype(dtype)))
-    return RetrievalReport(res, pk, None)
+    return RetrievalResult(res, pk, None)
 
 
 def mean_average_precision_float(q_feats: np.ndarray, db_feats: np.ndarray,

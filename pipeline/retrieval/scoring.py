@@ -42,7 +42,7 @@ from pipeline.artifacts import atomic_path, check_aligned, read_h5
 from pipeline.data.split_table import QUERY, RETRIEVAL
 from pipeline.retrieval.metrics import (
     DEFAULT_TOPK,
-    RetrievalReport,
+    RetrievalResult,
     default_pk_grid,
     evaluate_retrieval,
     evaluate_retrieval_float,
@@ -191,7 +191,7 @@ def evaluate_features_file(split_path: str | os.PathLike, features_path: str | o
     return out
 
 
-def _as_json(rep: RetrievalReport, *, method: str, bits: int | None, n_retrieval: int,
+def _as_json(rep: RetrievalResult, *, method: str, bits: int | None, n_retrieval: int,
              dataset: Any, source: str, seconds: float) -> dict[str, Any]:
     m = rep.map
     pr = rep.pr_radius
