@@ -14,7 +14,7 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
-report: "report/workflow.rst"
+report: "captions/workflow.rst"
 
 
 include: "rules/common.smk"

@@ -5,13 +5,13 @@
 Generates ``--n-images`` photo-like 640×480 JPEGs (smooth random colour fields plus grain,
 quality 90) in a temporary folder and measures, on one device:
 
-* **decode+resize** — the rate at which :class:`pipeline.features.ImageFiles` (PIL decode, RGB,
+* **decode+resize** — the rate at which :class:`pipeline.backbones.ImageFiles` (PIL decode, RGB,
   bilinear resize) delivers batches through the same ``DataLoader`` settings: the ceiling of the
   stage whatever the network; also the rate with PIL's JPEG ``draft`` mode (DCT-domain
   downscaling, *not* used by the pipeline: it changes pixels slightly) for reference;
 * **model only** — forward passes over one normalised batch held on the device (no decode):
   the network's ceiling;
-* **end to end** — :func:`pipeline.features.extract` over all images into a temporary
+* **end to end** — :func:`pipeline.backbones.extract` over all images into a temporary
   ``features.h5`` (decode, copy, forward, HDF5 write with gzip), the number that matters.
 
 It sweeps backbones × batch sizes × precisions (CPU: fp32 only, as the stage computes in fp32
@@ -37,7 +37,7 @@ from machine import cpu_name  # benchmarks/machine.py
 from PIL import Image
 
 from pipeline.artifacts import atomic_path
-from pipeline.features import ImageFiles, build_backbone, extract, normalise
+from pipeline.backbones import ImageFiles, build_backbone, extract, normalise
 
 
 def make_jpegs(folder: Path, n: int, width: int = 640, height: int = 480,
@@ -120,7 +120,7 @@ def model_rate(net: torch.nn.Module, info: dict[str, Any], size: int, batch: int
 
 def end_to_end_rate(paths: list[str], model: tuple[torch.nn.Module, dict[str, Any]],
                     cfg: dict[str, Any], device: str, folder: Path) -> float:
-    """Images per second of :func:`pipeline.features.extract` over ``paths`` (model prebuilt)."""
+    """Images per second of :func:`pipeline.backbones.extract` over ``paths`` (model prebuilt)."""
     out = folder / f"bench_{time.monotonic_ns()}.h5"
     ids = np.arange(len(paths), dtype=np.int64)
     t = time.perf_counter()

@@ -60,7 +60,7 @@ from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 from pipeline.artifacts import atomic_path  # noqa: E402
 from pipeline.lagnh import method  # noqa: E402
 from pipeline.lagnh.model import build_models, pick_device, resolve_options  # noqa: E402
-from pipeline.lagnh.train import train_step  # noqa: E402
+from pipeline.lagnh.training import train_step  # noqa: E402
 
 if _WAIT_POLICY is None:
     os.environ.pop("OMP_WAIT_POLICY", None)

@@ -6,7 +6,7 @@
 Random codes (5,000 queries x 113,287 database items, as the paper's COCO protocol) and random
 multi-hot labels (80 classes, 1-3 per image). For each code length it times, in the same run:
 
-* ``ours``: the whole :func:`pipeline.eval.metrics.mean_average_precision` at K = 1000 (Hamming
+* ``ours``: the whole :func:`pipeline.retrieval.metrics.mean_average_precision` at K = 1000 (Hamming
   distances, exact stable top-1000, relevance, AP), CPU numpy path;
 * ``faiss``: ``faiss.IndexBinaryFlat.search(q, 1000)`` alone (no relevance, no AP), with its
   default heap selection and with ``use_heap = False``.
@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 from pipeline.artifacts import atomic_path  # noqa: E402
-from pipeline.eval.hamming import default_threads, hamming_topk  # noqa: E402
-from pipeline.eval.metrics import mean_average_precision  # noqa: E402
+from pipeline.retrieval.hamming import default_threads, hamming_topk  # noqa: E402
+from pipeline.retrieval.metrics import mean_average_precision  # noqa: E402
 
 
 def random_labels(rng: np.random.Generator, n: int, n_classes: int) -> np.ndarray:

@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.eval.metrics import mean_average_precision  # noqa: E402
 from pipeline.methods import get_method  # noqa: E402
+from pipeline.retrieval.metrics import mean_average_precision  # noqa: E402
 
 
 def multi_hot(rng: np.random.Generator, n: int, classes: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pipeline.codes import pack_codes
-from pipeline.eval.metrics import mean_average_precision
+from pipeline.retrieval.metrics import mean_average_precision
 
 
 class ValidationSplit(NamedTuple):

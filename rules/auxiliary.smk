@@ -18,7 +18,7 @@ rule cell_classifier:
         mem_mb=scaled(2000),
         runtime=scaled(30),
     shell:
-        "python -m pipeline.detectors.cell_classifier --config-json {params.cfg:q} "
+        "python -m pipeline.stages.cell_classifier --config-json {params.cfg:q} "
         "--threads {threads} --out {output} 2> {log}"
 
 
@@ -43,8 +43,9 @@ rule detect:
         runtime=scaled(600),
         gpu=gpu_detect,
     shell:
-        "python -m pipeline.detect --split {input.split} --detector-json {params.detector:q} "
-        "{params.checkpoint} --device {params.device} --threads {threads} --out {output} 2> {log}"
+        "python -m pipeline.stages.detect --split {input.split} "
+        "--detector-json {params.detector:q} {params.checkpoint} --device {params.device} "
+        "--threads {threads} --out {output} 2> {log}"
 
 
 rule auxiliary:
@@ -65,5 +66,5 @@ rule auxiliary:
         mem_mb=scaled(3000),
         runtime=scaled(30),
     shell:
-        "python -m pipeline.auxiliary --split {input.split} {params.source} "
+        "python -m pipeline.stages.auxiliary --split {input.split} {params.source} "
         "--threshold {params.threshold} --out {output} 2> {log}"

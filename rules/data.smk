@@ -18,7 +18,7 @@ rule demo_images:
         mem_mb=scaled(1000),
         runtime=scaled(20),
     shell:
-        "python -m pipeline.datasets.demo --config-json {params.build:q} "
+        "python -m pipeline.stages.demo_images --config-json {params.build:q} "
         "--out-json {output.instances} --out-images {output.images} 2> {log}"
 
 
@@ -39,7 +39,7 @@ rule download:
         mem_mb=scaled(500),
         runtime=scaled(360),
     shell:
-        "python -m pipeline.datasets.download --url {params.url:q} --md5 {params.md5:q} "
+        "python -m pipeline.stages.download --url {params.url:q} --md5 {params.md5:q} "
         "--out {output} 2> {log}"
 
 
@@ -60,7 +60,7 @@ rule extract:
         mem_mb=scaled(1000),
         runtime=scaled(60),
     shell:
-        "python -m pipeline.datasets.download extract --archive {input} "
+        "python -m pipeline.stages.extract --archive {input} "
         "--dest {params.root} --marker {output} 2> {log}"
 
 
@@ -82,5 +82,5 @@ rule split:
         mem_mb=scaled(5000),
         runtime=scaled(30),
     shell:
-        "python -m pipeline.split --dataset {wildcards.dataset} --source-json {params.source:q} "
-        "--split-json {params.split:q} --out {output} 2> {log}"
+        "python -m pipeline.stages.split --dataset {wildcards.dataset} "
+        "--source-json {params.source:q} --split-json {params.split:q} --out {output} 2> {log}"

@@ -23,6 +23,6 @@ rule encode:
         runtime=scaled(60),
         gpu=gpu_method,
     shell:
-        "python -m pipeline.encode --model {input.model} --split {input.split} "
+        "python -m pipeline.stages.encode --model {input.model} --split {input.split} "
         "--features {input.features} --aux {input.aux} --threads {threads} "
         "--method {wildcards.method} --params-json {params.hp:q} --out {output} 2> {log}"

@@ -20,7 +20,7 @@ rule evaluate:
         mem_mb=scaled(2000),
         runtime=scaled(30),
     shell:
-        "python -m pipeline.evaluate --split {input.split} --codes {input.codes} "
+        "python -m pipeline.stages.evaluate --split {input.split} --codes {input.codes} "
         "--topk {params.topk} --zero-hit {params.zero_hit} --out {output} 2> {log}"
 
 
@@ -43,9 +43,9 @@ rule evaluate_float:
         mem_mb=scaled(5000),
         runtime=scaled(60),
     shell:
-        "python -m pipeline.evaluate --split {input.split} --features {input.features} "
-        "--method-name float --topk {params.topk} --zero-hit {params.zero_hit} "
-        "--out {output} 2> {log}"
+        "python -m pipeline.stages.evaluate_float --split {input.split} "
+        "--features {input.features} --method-name float --topk {params.topk} "
+        "--zero-hit {params.zero_hit} --out {output} 2> {log}"
 
 
 rule report:
@@ -55,13 +55,13 @@ rule report:
     output:
         map_csv=report(
             "results/{dataset}_map.csv",
-            caption="../report/map.rst",
+            caption="../captions/map.rst",
             category="Evaluation",
             labels={"dataset": "{dataset}", "table": "MAP"},
         ),
         pk_csv=report(
             "results/{dataset}_topk_precision.csv",
-            caption="../report/topk_precision_table.rst",
+            caption="../captions/topk_precision_table.rst",
             category="Evaluation",
             labels={"dataset": "{dataset}", "table": "precision@K"},
         ),
@@ -76,5 +76,6 @@ rule report:
         mem_mb=scaled(1000),
         runtime=scaled(10),
     shell:
-        "python -m pipeline.report --dataset {wildcards.dataset} --inputs {input.evals} "
-        "--map-csv {output.map_csv} --pk-csv {output.pk_csv} --table-md {output.table} 2> {log}"
+        "python -m pipeline.stages.report --dataset {wildcards.dataset} "
+        "--inputs {input.evals} --map-csv {output.map_csv} --pk-csv {output.pk_csv} "
+        "--table-md {output.table} 2> {log}"

@@ -21,5 +21,6 @@ rule features:
         runtime=scaled(600),
         gpu=gpu_features,
     shell:
-        "python -m pipeline.features --split {input.split} --backbone-json {params.backbone:q} "
-        "--device {params.device} --threads {threads} --out {output} 2> {log}"
+        "python -m pipeline.stages.features --split {input.split} "
+        "--backbone-json {params.backbone:q} --device {params.device} --threads {threads} "
+        "--out {output} 2> {log}"

@@ -7,7 +7,7 @@ rule curves:
     output:
         pk_png=report(
             "results/{dataset}_topk_precision.png",
-            caption="../report/topk_precision.rst",
+            caption="../captions/topk_precision.rst",
             category="Plots",
             subcategory="Retrieval curves",
             labels={"dataset": "{dataset}", "figure": "precision@K"},
@@ -15,7 +15,7 @@ rule curves:
         pk_pdf="results/{dataset}_topk_precision.pdf",
         pr_png=report(
             "results/{dataset}_pr.png",
-            caption="../report/pr.rst",
+            caption="../captions/pr.rst",
             category="Plots",
             subcategory="Retrieval curves",
             labels={"dataset": "{dataset}", "figure": "precision-recall"},
@@ -31,7 +31,7 @@ rule curves:
         mem_mb=scaled(1000),
         runtime=scaled(10),
     shell:
-        "python -m pipeline.plots --title {wildcards.dataset} --inputs {input} "
+        "python -m pipeline.stages.curves --title {wildcards.dataset} --inputs {input} "
         "--pk-png {output.pk_png} --pk-pdf {output.pk_pdf} --pr-png {output.pr_png} "
         "--pr-pdf {output.pr_pdf} 2> {log}"
 
@@ -43,7 +43,7 @@ rule gallery:
     output:
         report(
             "results/{dataset}_gallery_{bits}.png",
-            caption="../report/gallery.rst",
+            caption="../captions/gallery.rst",
             category="Plots",
             subcategory="Retrieval galleries",
             labels={"dataset": "{dataset}", "bits": "{bits}"},
@@ -61,7 +61,7 @@ rule gallery:
         mem_mb=scaled(1000),
         runtime=scaled(10),
     shell:
-        "python -m pipeline.eval.gallery --split {input.split} --codes {input.codes} "
+        "python -m pipeline.stages.gallery --split {input.split} --codes {input.codes} "
         "--n-queries {params.n_queries} --seed {params.seed} --out {output} 2> {log}"
 
 
@@ -71,7 +71,7 @@ rule history_plot:
     output:
         report(
             "results/{dataset}/models/{method}_{bits}_history.png",
-            caption="../report/history.rst",
+            caption="../captions/history.rst",
             category="Training",
             labels={"dataset": "{dataset}", "method": "{method}", "bits": "{bits}"},
         ),
@@ -83,4 +83,4 @@ rule history_plot:
         mem_mb=scaled(1000),
         runtime=scaled(10),
     shell:
-        "python -m pipeline.history_plot --history {input} --out {output} 2> {log}"
+        "python -m pipeline.stages.history_plot --history {input} --out {output} 2> {log}"

@@ -27,7 +27,7 @@ rule train:
         runtime=scaled(120),
         gpu=gpu_method,
     shell:
-        "python -m pipeline.train --method {wildcards.method} --impl {params.impl} "
+        "python -m pipeline.stages.train --method {wildcards.method} --impl {params.impl} "
         "--bits {wildcards.bits} --split {input.split} --features {input.features} "
         "--aux {input.aux} --params-json {params.hp:q} --seed {params.seed} "
         "--threads {threads} --out {output.model} --history {output.history} 2> {log}"

@@ -28,8 +28,8 @@ import torch
 from pipeline.artifacts import atomic_path, read_h5
 from pipeline.baselines import aux as aux_method
 from pipeline.baselines import aux_itq, itq
+from pipeline.data.split_table import TRAIN
 from pipeline.lagnh import method as lagnh
-from pipeline.split import TRAIN
 from pipeline.stage_inputs import load_inputs
 from pipeline.validation import validation_map, validation_split
 

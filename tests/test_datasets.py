@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.datasets import coco2017, lists, nuswide
-from pipeline.split import QUERY, RETRIEVAL, TRAIN, build_split
+from pipeline.data import coco2017, lists, nuswide
+from pipeline.data.split_table import QUERY, RETRIEVAL, TRAIN, build_split
 
 # ---------------------------------------------------------------- MS COCO 2017 (paper protocol)
 

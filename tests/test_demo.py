@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.datasets import fashion_mnist
-from pipeline.datasets.coco import load_coco_labels
-from pipeline.datasets.demo import build_demo, compose
-from pipeline.detectors import cell_classifier
+from pipeline.data import fashion_mnist
+from pipeline.data.coco import load_coco_labels
+from pipeline.data.demo import build_demo, compose
+from pipeline.detectors import cell_mlp
 
 
 def test_read_idx_round_trip_and_truncation(fake_fmnist, tmp_path):
@@ -71,14 +71,14 @@ def test_cell_classifier_trains_on_test_items_and_detects(fake_fmnist, tmp_path)
     demo_cfg = {"n_images": 20, "grid": 2, "cell": 32, "items_per_image": [1],
                 "item_probs": [1.0], "seed": 0, "fashion_mnist_dir": str(fake_fmnist)}
     build_demo(demo_cfg, tmp_path / "inst.json", tmp_path / "images")
-    ckpt = cell_classifier.train({"seed": 0, "cell": 32, "grid": 2, "epochs": 60,
+    ckpt = cell_mlp.train({"seed": 0, "cell": 32, "grid": 2, "epochs": 60,
                                   "lr": 0.01, "hidden": [64], "n_empty": 100,
                                   "fashion_mnist_dir": str(fake_fmnist)})
     assert "test part" in ckpt["trained_on"]
     torch.save(ckpt, tmp_path / "cc.pt")
     paths = [str(p) for p in sorted((tmp_path / "images").glob("*.jpg"))]
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
-    dets, skipped = cell_classifier.detect(
+    dets, skipped = cell_mlp.detect(
         paths + [str(tmp_path / "broken.jpg")], np.arange(1, 22),
         {"checkpoint": str(tmp_path / "cc.pt"), "score_floor": 0.3})
     assert skipped == [21]

@@ -35,8 +35,8 @@ MODULES = _modules_with_examples()
 
 def test_examples_are_found() -> None:
     # a guard against collecting nothing (e.g. a broken walk): these modules have examples
-    for name in ("pipeline.codes", "pipeline.eval.metrics", "pipeline.lagnh.losses",
-                 "pipeline.lagnh.encode", "pipeline.lagnh.gcn"):
+    for name in ("pipeline.codes", "pipeline.retrieval.metrics", "pipeline.lagnh.losses",
+                 "pipeline.lagnh.encoding", "pipeline.lagnh.gcn"):
         assert name in MODULES
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.datasets import download as dl
+from pipeline.data import archives as dl
+from pipeline.stages import download as download_stage
+from pipeline.stages import extract as extract_stage
 
 
 def make_zip(members: dict[str, bytes]) -> bytes:
@@ -192,13 +194,13 @@ def test_connection_refused_retries_then_fails(tmp_path: Path,
 
 def test_cli_download_and_extract(server: Server, tmp_path: Path) -> None:
     out = tmp_path / "data.zip"
-    assert dl.main(["--url", server.url("/data.zip"), "--md5", md5(PAYLOAD),
-                    "--out", str(out)]) == 0
-    assert dl.main(["--url", server.url("/data.zip"), "--md5", "f" * 32,
-                    "--out", str(tmp_path / "bad.zip")]) == 1
+    assert download_stage.main(["--url", server.url("/data.zip"), "--md5", md5(PAYLOAD),
+                                "--out", str(out)]) == 0
+    assert download_stage.main(["--url", server.url("/data.zip"), "--md5", "f" * 32,
+                                "--out", str(tmp_path / "bad.zip")]) == 1
     dest, marker = tmp_path / "coco", tmp_path / "coco" / ".data.extracted"
-    assert dl.main(["extract", "--archive", str(out), "--dest", str(dest),
-                    "--marker", str(marker)]) == 0
+    assert extract_stage.main(["--archive", str(out), "--dest", str(dest),
+                               "--marker", str(marker)]) == 0
     assert (dest / "images" / "0001.jpg").read_bytes() == MEMBERS["images/0001.jpg"]
 
 

@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline.__main__ import search_main
 from pipeline.artifacts import write_h5
 from pipeline.codes import pack_codes
-from pipeline.eval import gallery
-from pipeline.eval.metrics import mean_average_precision, mean_average_precision_float
-from pipeline.evaluate import main as evaluate_main
-from pipeline.evaluate import write_json
-from pipeline.plots import main as plots_main
-from pipeline.report import main as report_main
-from pipeline.search import main as search_main
+from pipeline.retrieval.metrics import mean_average_precision, mean_average_precision_float
+from pipeline.retrieval.scoring import write_json
+from pipeline.stages import gallery
+from pipeline.stages.curves import main as plots_main
+from pipeline.stages.evaluate import main as evaluate_main
+from pipeline.stages.evaluate_float import main as evaluate_float_main
+from pipeline.stages.report import main as report_main
 
 BITS = 16
 
@@ -56,7 +57,8 @@ def dataset(tmp_path):
 
 def _run_eval(ds, *extra):
     out = ds["dir"] / "out.json"
-    rc = evaluate_main(["--split", str(ds["dir"] / "split.h5"), *extra, "--out", str(out)])
+    main = evaluate_float_main if "--features" in extra else evaluate_main
+    rc = main(["--split", str(ds["dir"] / "split.h5"), *extra, "--out", str(out)])
     return rc, out
 
 
@@ -342,8 +344,8 @@ def test_unreadable_images_are_left_out_of_every_row(dataset, tmp_path):
     import torch
 
     from pipeline.baselines import random as random_method
-    from pipeline.encode import main as encode_main
-    from pipeline.report import caption
+    from pipeline.retrieval.tables import caption
+    from pipeline.stages.encode import main as encode_main
 
     ds = dataset
     sp, ids = ds["split"], ds["ids"]

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.codes import pack_codes
-from pipeline.eval.hamming import code_words, hamming_distance, hamming_topk
+from pipeline.retrieval.hamming import code_words, hamming_distance, hamming_topk
 
 
 def brute(qb: np.ndarray, dbb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

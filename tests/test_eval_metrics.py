@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
 from pipeline.codes import pack_codes
-from pipeline.eval.metrics import (
+from pipeline.retrieval.metrics import (
     average_precision_at_k,
     default_pk_grid,
     evaluate_retrieval,

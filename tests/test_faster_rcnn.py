@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.datasets.coco import COCO2017_CATEGORIES
+from pipeline.data.coco import COCO2017_CATEGORIES
 from pipeline.detectors import faster_rcnn
 from pipeline.detectors.multihot import scores_to_multihot
 
@@ -119,13 +119,13 @@ COCO_CATS = [{"id": cid, "name": name} for cid, name in COCO2017_CATEGORIES]
 
 def _aux_run(tmp_path: Path, class_names: list[str], category_ids: list[int],
              dets: list[dict], class_map: dict | None = None) -> tuple[dict, dict]:
-    """split.h5 of 3 images with ``class_names`` → pipeline.auxiliary on Faster R-CNN's
+    """split.h5 of 3 images with ``class_names`` → the auxiliary stage on Faster R-CNN's
     ``dets`` → aux.h5's data and attrs."""
     import json
 
     from pipeline.artifacts import read_h5
-    from pipeline.auxiliary import main
-    from pipeline.split import SplitTable, write_split
+    from pipeline.data.split_table import SplitTable, write_split
+    from pipeline.stages.auxiliary import main
 
     n = len(class_names)
     table = SplitTable(np.array([1, 2, 3]), np.array(["a.jpg", "b.jpg", "c.jpg"], dtype=object),
@@ -180,10 +180,10 @@ def test_mismatched_classes_are_refused_by_name(tmp_path: Path) -> None:
 
 def test_detectors_declare_their_classes() -> None:
     """detections.json records each detector's classes; the demo's match by name."""
-    from pipeline.datasets import fashion_mnist
-    from pipeline.detectors import cell_classifier
+    from pipeline.data import fashion_mnist
+    from pipeline.detectors import cell_mlp
     from pipeline.detectors.multihot import match_classes
 
     assert faster_rcnn.categories() == COCO_CATS
-    cols, _ = match_classes(cell_classifier.categories(), fashion_mnist.CLASS_NAMES)
+    cols, _ = match_classes(cell_mlp.categories(), fashion_mnist.CLASS_NAMES)
     assert cols == {i + 1: i for i in range(10)}

@@ -1,7 +1,7 @@
 """The feature stage: backbones, row alignment with split.h5, unreadable images, the CLI, and
 resuming after a crash.
 
-All networks use ``weights: null`` (random init, seeded by ``pipeline.features``), 32×32 inputs
+All networks use ``weights: null`` (random init, seeded by ``pipeline.backbones``), 32×32 inputs
 and a few generated images, so every test runs in seconds on a CPU; the features are meaningless
 and no test looks at their values beyond shape, finiteness and equality between runs.
 """
@@ -23,9 +23,10 @@ import pytest
 import torch
 from PIL import Image
 
-import pipeline.features as pf
+import pipeline.backbones as pf
 from pipeline.artifacts import check_aligned, partial_path, read_h5
-from pipeline.split import SplitTable, write_split
+from pipeline.data.split_table import SplitTable, write_split
+from pipeline.stages import features as stage
 
 REPO = Path(__file__).resolve().parents[1]
 LITE: dict[str, Any] = {"backbone": "efficientnet_lite0", "weights": None, "image_size": 32,
@@ -92,7 +93,7 @@ class _Counting(torch.nn.Module):
 
 
 def patch_backbone(monkeypatch: pytest.MonkeyPatch, die_at: int | None = None) -> list:
-    """Make :func:`pipeline.features.build_backbone` return counting nets; returns them."""
+    """Make :func:`pipeline.backbones.build_backbone` return counting nets; returns them."""
     made: list[_Counting] = []
     real = _REAL_BUILD
 
@@ -121,7 +122,7 @@ def assert_same_file(a: Path, b: Path) -> None:
 def test_lite0_rows_align_with_split_and_corrupt_row_is_invalid(split, tmp_path, caplog):
     out = tmp_path / "features.h5"
     with caplog.at_level(logging.WARNING, logger="pipeline.features"):
-        assert pf.main(cli_args(split, out, LITE)) == 0
+        assert stage.main(cli_args(split, out, LITE)) == 0
     data, attrs = read_h5(out, stage="features")
     sdata, _ = read_h5(split, ["ids"])
     check_aligned(sdata["ids"], data["ids"], "split.h5", "features.h5")
@@ -180,7 +181,7 @@ def test_too_small_image_size_names_the_config_key(split, tmp_path):
 def test_missing_image_file_exits_naming_it(split, tmp_path):
     (tmp_path / "images" / "img06.jpg").unlink()
     with pytest.raises(SystemExit, match=r"1 image files .* missing.*img06\.jpg"):
-        pf.main(cli_args(split, tmp_path / "f.h5", LITE))
+        stage.main(cli_args(split, tmp_path / "f.h5", LITE))
     assert not (tmp_path / "f.h5").exists()
 
 
@@ -200,7 +201,7 @@ def test_worker_processes_give_the_same_rows(split, tmp_path):
 def test_cli_subprocess_end_to_end(split, tmp_path):
     out = tmp_path / "features.h5"
     cfg = {**LITE, "image_size": 40}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.features",
+    proc = subprocess.run([sys.executable, "-m", "pipeline.stages.features",
                            *cli_args(split, out, cfg, "--threads", "1")],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -292,7 +293,8 @@ def test_unreadable_partial_file_is_discarded(split, tmp_path, caplog):
 
 CHILD = textwrap.dedent("""
     import os, signal, sys
-    import pipeline.features as pf
+    import pipeline.backbones as pf
+    from pipeline.stages import features as stage
 
     real, calls = pf.build_backbone, [0]
 
@@ -308,7 +310,7 @@ CHILD = textwrap.dedent("""
         return net, info
 
     pf.build_backbone = build
-    sys.exit(pf.main(sys.argv[2:]))
+    sys.exit(stage.main(sys.argv[2:]))
 """)
 
 
@@ -323,7 +325,7 @@ def test_resume_after_process_is_killed(split, tmp_path, sig, caplog):
     with h5py.File(partial_path(out)) as f:
         assert f.attrs["rows-complete"] == 6
     with caplog.at_level(logging.INFO, logger="pipeline.features"):
-        assert pf.main(args) == 0
+        assert stage.main(args) == 0
     assert "6 of 10 rows already complete" in caplog.text
     paths, ids = image_paths(split)
     ref = tmp_path / "ref.h5"

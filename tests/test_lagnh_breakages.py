@@ -15,11 +15,11 @@ import torch
 from torch import Tensor
 
 from pipeline.lagnh import method
-from pipeline.lagnh.encode import _Rows, hash_codes
+from pipeline.lagnh.encoding import _Rows, hash_codes
 from pipeline.lagnh.gcn import GCN, GraphConv
 from pipeline.lagnh.losses import classification_loss
 from pipeline.lagnh.model import build_models, resolve_options
-from pipeline.lagnh.train import train_step
+from pipeline.lagnh.training import train_step
 
 D, C = 16, 4
 TINY = {"d_att": 8, "hidden": 16, "epochs": 1, "batch_size": 16, "encode_batch_size": 4,

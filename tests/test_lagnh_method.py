@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from pipeline.lagnh import method, model
-from pipeline.lagnh.encode import (
+from pipeline.lagnh.encoding import (
     batch_scale,
     build_reference,
     encode_batchwise,
     encode_inductive,
 )
 from pipeline.lagnh.model import build_models, resolve_options
-from pipeline.lagnh.train import HISTORY_TERMS, train_step
+from pipeline.lagnh.training import HISTORY_TERMS, train_step
 from pipeline.methods import get_method
 
 N, D, C = 40, 16, 4

@@ -24,7 +24,7 @@ from pipeline.lagnh.model import (
     build_models,
     resolve_options,
 )
-from pipeline.lagnh.train import generator_terms
+from pipeline.lagnh.training import generator_terms
 
 N, D, C = 8, 16, 4
 SMALL = {"d_att": 8, "hidden": 12}

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from pipeline.artifacts import read_h5
-from pipeline.datasets.coco import load_coco_labels
-from pipeline.split import build_split, random_split, write_split
+from pipeline.data.coco import load_coco_labels
+from pipeline.data.split_table import build_split, random_split, write_split
 
 
 def test_coco_labels_map_sparse_ids_in_ascending_order(coco_collection):
@@ -77,7 +77,7 @@ def test_split_cli_leaves_no_output_on_error(coco_collection, tmp_path):
     out = tmp_path / "s.h5"
     src = json.dumps({"kind": "coco_format", "instances": str(coco_collection["instances"]),
                       "images": str(coco_collection["images"])})
-    bad = subprocess.run([sys.executable, "-m", "pipeline.split", "--dataset", "x",
+    bad = subprocess.run([sys.executable, "-m", "pipeline.stages.split", "--dataset", "x",
                           "--source-json", src, "--split-json",
                           json.dumps({"protocol": "random", "train": 50, "query": 2, "seed": 0}),
                           "--out", str(out)], capture_output=True, text=True)

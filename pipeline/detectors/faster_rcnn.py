@@ -8,10 +8,10 @@ detections scoring at least ``score_floor``; the auxiliary stage thresholds them
 Label mapping. The detector predicts an index into its weights' ``meta["categories"]``: 91
 entries, ``__background__`` at 0 and ``N/A`` at the ten category ids COCO never used, so entry
 *i* is named like COCO category id *i*. :func:`label_to_coco_id` matches those names against
-MS COCO 2017's ``(id, name)`` table (:data:`pipeline.datasets.coco.COCO2017_CATEGORIES`)
+MS COCO 2017's ``(id, name)`` table (:data:`pipeline.data.coco.COCO2017_CATEGORIES`)
 rather than assuming the identity, and drops background / ``N/A`` predictions. The contiguous
 0..79 label columns are the ascending category ids (:func:`coco_id_to_column`), exactly as
-:func:`pipeline.datasets.coco.load_coco_labels` builds the ground truth.
+:func:`pipeline.data.coco.load_coco_labels` builds the ground truth.
 
 Config keys (``detector``): ``weights`` ("DEFAULT" | "COCO_V1" | null), ``checkpoint`` (a local
 copy of torchvision's COCO weights file, for machines without internet; overrides ``weights``),
@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline.datasets.coco import COCO2017_CATEGORIES
+from pipeline.data.coco import COCO2017_CATEGORIES
 
 log = logging.getLogger("pipeline.detectors.faster_rcnn")
 

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger("pipeline.detectors.multihot")
+#: logger of :func:`detections_to_aux` (the auxiliary stage's messages)
+_aux_log = logging.getLogger("pipeline.auxiliary")
 
 
 def scores_to_multihot(detections: Iterable[Mapping[str, Any]], ids: np.ndarray,
@@ -142,3 +144,34 @@ def match_classes(detector_categories: Sequence[Mapping[str, Any]], class_names:
                          + "\n  ".join(problems))
     cols = {i: column[full[n]] for i, n in zip(ids, names, strict=True) if full[n] is not None}
     return cols, full
+
+
+def detections_to_aux(det: Mapping[str, Any], ids: np.ndarray, class_names: Sequence[str],
+                      class_map: Mapping[str, str | None], threshold: float,
+                      where: str = "detections.json"
+                      ) -> tuple[np.ndarray, np.ndarray, dict[str, str | None]]:
+    """A ``detections.json`` → ``aux_labels``, ``aux_scores`` (N, C) and the class map used.
+
+    Raises:
+        ValueError: the file has no ``categories`` (written before they were recorded), or the
+            detector's classes do not match ``class_names`` (see
+            :func:`~pipeline.detectors.multihot.match_classes`).
+    """
+    if "categories" not in det:
+        raise ValueError(f"{where}: no 'categories' (the detector's class names); it was "
+                         "written by an older version: rerun the detect rule "
+                         "(snakemake -R detect ...)")
+    cols, full_map = match_classes(det["categories"], class_names, class_map, where=where)
+    kept = [{"image_id": d["image_id"], "category_id": cols[int(d["category_id"])],
+             "score": d["score"]}
+            for d in det["detections"] if int(d["category_id"]) in cols]
+    known = {int(c["id"]) for c in det["categories"]}
+    stray = sum(int(d["category_id"]) not in known for d in det["detections"])
+    if stray:
+        _aux_log.warning("%s: %d detections have a category_id not among its categories; "
+                         "ignored", where, stray)
+    dropped = len(det["detections"]) - len(kept) - stray
+    if dropped:
+        _aux_log.info("%d detections of classes dropped by auxiliary.class_map ignored", dropped)
+    aux, scores = scores_to_multihot(kept, ids, list(range(len(class_names))), threshold)
+    return aux, scores, full_map

@@ -4,7 +4,7 @@ Cui et al., "Two-pronged Strategy: Lightweight Augmented Graph Network Hashing f
 Image Retrieval", ACM MM 2021, https://doi.org/10.1145/3474085.3475605.
 
 ``fit(X, Y, bits, params, seed) -> state`` trains the model of Eq. (1)–(12)
-(:func:`pipeline.lagnh.train.train_lagnh`) and returns a ``torch.save``-able dict:
+(:func:`pipeline.lagnh.training.train_lagnh`) and returns a ``torch.save``-able dict:
 
 =================  ==========================================================================
 key                content
@@ -15,7 +15,7 @@ key                content
 ``seed``           the training seed
 ``generator``      generator ``state_dict`` (CPU tensors); ``discriminator`` likewise
 ``reference``      ``{"xbar": (m, d') float32, "y": (m, c) uint8 or None}``: the training
-                   images for the inductive encoding (:mod:`pipeline.lagnh.encode`)
+                   images for the inductive encoding (:mod:`pipeline.lagnh.encoding`)
 ``sigma``          bandwidth of Eq. (3) used when encoding: ``sigma`` if set, else the mean
                    of the default rule over the last training epoch (None without S^v)
 ``history``        one dict per epoch: ``epoch``, ``loss_total``, ``loss_gan_g``,
@@ -43,9 +43,15 @@ import torch
 
 from pipeline.methods import ENCODE_ONLY
 
-from .encode import batch_scale, build_reference, encode_batchwise, encode_inductive, hash_codes
+from .encoding import (
+    batch_scale,
+    build_reference,
+    encode_batchwise,
+    encode_inductive,
+    hash_codes,
+)
 from .model import DEFAULT_PARAMS, LAGNHOptions, build_models, pick_device, resolve_options
-from .train import train_lagnh
+from .training import train_lagnh
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +175,7 @@ def load_generator(state: dict[str, Any], opts: LAGNHOptions) -> torch.nn.Module
 def encode(state: dict[str, Any], X: np.ndarray, Y: np.ndarray | None,
            params: dict[str, Any] | None = None) -> np.ndarray:
     """Binary codes (N, bits), ``True`` = +1, by Eq. (13) in ``encode_mode`` (see
-    :mod:`pipeline.lagnh.encode`: ``"inductive"`` codes do not depend on the batch, ``"batch"``
+    :mod:`pipeline.lagnh.encoding`: ``"inductive"`` codes do not depend on the batch, ``"batch"``
     codes do).
     """
     opts = encode_options(state, params)

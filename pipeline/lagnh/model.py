@@ -139,7 +139,7 @@ class LAGNHOptions:
     encode_mode: str = "inductive"
     encode_batch_size: int = 256
     encode_neighbors: int | None = None
-    encode_scale: str = "batch"  #: "batch" (:func:`~pipeline.lagnh.encode.batch_scale`) | "none"
+    encode_scale: str = "batch"  #: "batch" (:func:`~pipeline.lagnh.encoding.batch_scale`) | "none"
     sigma_neighbors: float = 7.0  #: k of the default bandwidth rule (graph.default_sigma)
     recons_clip: bool = False  #: Eq. (9)'s target clipped at 1, the reach of [cos]_+
     device: str = "auto"

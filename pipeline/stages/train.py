@@ -1,0 +1,77 @@
+"""Stage ``train``: fit one hashing method at one code length on the training split.
+
+``python -m pipeline.stages.train --method NAME --impl lagnh --bits 32 --split S --features F
+--aux A --params-json '{...}' --seed 0 --out model.pt --history history.csv``
+
+Only rows with ``split == train`` and a valid feature row are used. Methods that choose a
+setting on a validation split of the training images (``USES_TRAIN_LABELS``, e.g.
+``aux_itq``) also get those images' ground-truth labels; no other row's labels are read. The
+checkpoint holds the method's state with the parameters, seed and training ids that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+
+import pandas as pd
+import torch
+
+from pipeline.artifacts import atomic_path, read_h5
+from pipeline.data.split_table import TRAIN
+from pipeline.device import set_threads
+from pipeline.methods import get_method, uses_train_labels
+from pipeline.stage_inputs import load_inputs
+
+log = logging.getLogger("pipeline.train")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipeline.stages.train", description=__doc__)
+    p.add_argument("--method", required=True, help="the method's name in config (row label)")
+    p.add_argument("--impl", default=None, help="implementation (pipeline.methods); "
+                   "default: same as --method")
+    p.add_argument("--bits", type=int, required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--features", required=True)
+    p.add_argument("--aux", required=True)
+    p.add_argument("--params-json", default="{}")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--history", required=True)
+    p.add_argument("--threads", type=int, default=0)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    set_threads(a.threads)
+    impl = a.impl or a.method
+    module = get_method(impl)
+    params = json.loads(a.params_json)
+    inp = load_inputs(a.split, a.features, a.aux)
+    rows = (inp.split == TRAIN) & inp.valid
+    if not rows.any():
+        raise SystemExit(f"{a.split}: no training rows with valid features; check the split")
+    X, Y = inp.features[rows], inp.aux[rows]
+    log.info("training %s (%s) at %d bits on %d images, features %s, aux %s", a.method, impl,
+             a.bits, len(X), X.shape[1], Y.shape[1])
+    extra = {}
+    if uses_train_labels(module):  # ground truth of training images: validation split only
+        extra["labels"] = read_h5(a.split, ["labels"], stage="split")[0]["labels"][rows]
+    t0 = time.time()
+    state = module.fit(X, Y, a.bits, params, a.seed, **extra)
+    seconds = time.time() - t0
+    log.info("trained in %.2f s", seconds)
+    history = state.pop("history", None) or [{"step": 0, "train_seconds": seconds}]
+    ckpt = {"method": a.method, "impl": impl, "bits": a.bits, "params": params,
+            "seed": a.seed, "state": state, "train_ids": inp.ids[rows],
+            "train_seconds": seconds, "feature_attrs": inp.feature_attrs}
+    with atomic_path(a.out) as tmp:
+        torch.save(ckpt, tmp)
+    with atomic_path(a.history) as tmp:
+        pd.DataFrame(history).to_csv(tmp, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
