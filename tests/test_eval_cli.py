@@ -375,3 +375,12 @@ def test_unreadable_images_are_left_out_of_every_row(dataset, tmp_path):
         assert res["n_queries_total"] == 9 and res["n_retrieval"] == 18
     assert "3 query/retrieval images whose files could not be read are left out" in \
         caption([hashed, flt], "tiny")
+
+
+def test_curve_colours_are_distinct_for_the_demo_rows():
+    from pipeline.plots.precision import _colours
+
+    rows = ["random", "lsh", "sklsh", "sh", "pcah", "itq", "sgh", "aux", "aux_itq", "lagnh",
+            "lagnh_batch"]
+    colours = _colours(rows)
+    assert len({tuple(c) for c in colours.values()}) == len(rows)

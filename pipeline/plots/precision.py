@@ -24,8 +24,12 @@ from pipeline.retrieval.tables import DISPLAY, FLOAT, method_sort_key  # noqa: E
 
 
 def _colours(methods: list[str]) -> dict[str, Any]:
-    cmap = plt.get_cmap("tab10")
-    return {m: cmap(i % 10) for i, m in enumerate(methods)}
+    """A distinct colour per row: tab10 up to ten rows, tab20 up to twenty (the demo has 12)."""
+    if len(methods) <= 10:
+        cmap, n = plt.get_cmap("tab10"), 10
+    else:
+        cmap, n = plt.get_cmap("tab20"), 20
+    return {m: cmap(i % n) for i, m in enumerate(methods)}
 
 
 def _grid(n: int) -> tuple[int, int]:
