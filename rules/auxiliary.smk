@@ -11,7 +11,7 @@ rule cell_classifier:
     log:
         "logs/cell_classifier/{dataset}.log",
     benchmark:
-        "benchmarks/cell_classifier/{dataset}.tsv"
+        "logs/benchmarks/cell_classifier/{dataset}.tsv"
     conda:
         "../envs/torch.yaml"
     resources:
@@ -35,7 +35,7 @@ rule detect:
     log:
         "logs/detect/{dataset}.log",
     benchmark:
-        "benchmarks/detect/{dataset}.tsv"
+        "logs/benchmarks/detect/{dataset}.tsv"
     conda:
         "../envs/torch.yaml"
     resources:
@@ -59,7 +59,7 @@ rule auxiliary:
     log:
         "logs/auxiliary/{dataset}.log",
     benchmark:
-        "benchmarks/auxiliary/{dataset}.tsv"
+        "logs/benchmarks/auxiliary/{dataset}.tsv"
     conda:
         "../envs/data.yaml"
     resources:

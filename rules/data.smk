@@ -11,7 +11,7 @@ rule demo_images:
     log:
         "logs/demo_images/{dataset}.log",
     benchmark:
-        "benchmarks/demo_images/{dataset}.tsv"
+        "logs/benchmarks/demo_images/{dataset}.tsv"
     conda:
         "../envs/data.yaml"
     resources:
@@ -31,7 +31,7 @@ rule download:
     log:
         "logs/download/{dataset}_{archive}.log",
     benchmark:
-        "benchmarks/download/{dataset}_{archive}.tsv"
+        "logs/benchmarks/download/{dataset}_{archive}.tsv"
     conda:
         "../envs/data.yaml"
     retries: 2
@@ -53,7 +53,7 @@ rule extract:
     log:
         "logs/extract/{dataset}_{archive}.log",
     benchmark:
-        "benchmarks/extract/{dataset}_{archive}.tsv"
+        "logs/benchmarks/extract/{dataset}_{archive}.tsv"
     conda:
         "../envs/data.yaml"
     resources:
@@ -75,7 +75,7 @@ rule split:
     log:
         "logs/split/{dataset}.log",
     benchmark:
-        "benchmarks/split/{dataset}.tsv"
+        "logs/benchmarks/split/{dataset}.tsv"
     conda:
         "../envs/data.yaml"
     resources:

@@ -15,7 +15,7 @@ rule encode:
     log:
         "logs/encode/{dataset}_{method}_{bits}.log",
     benchmark:
-        "benchmarks/encode/{dataset}_{method}_{bits}.tsv"
+        "logs/benchmarks/encode/{dataset}_{method}_{bits}.tsv"
     conda:
         "../envs/torch.yaml"
     resources:

@@ -13,7 +13,7 @@ rule evaluate:
     log:
         "logs/evaluate/{dataset}_{method}_{bits}.log",
     benchmark:
-        "benchmarks/evaluate/{dataset}_{method}_{bits}.tsv"
+        "logs/benchmarks/evaluate/{dataset}_{method}_{bits}.tsv"
     conda:
         "../envs/eval.yaml"
     resources:
@@ -36,7 +36,7 @@ rule evaluate_float:
     log:
         "logs/evaluate/{dataset}_float.log",
     benchmark:
-        "benchmarks/evaluate/{dataset}_float.tsv"
+        "logs/benchmarks/evaluate/{dataset}_float.tsv"
     conda:
         "../envs/eval.yaml"
     resources:
@@ -69,7 +69,7 @@ rule report:
     log:
         "logs/report/{dataset}.log",
     benchmark:
-        "benchmarks/report/{dataset}.tsv"
+        "logs/benchmarks/report/{dataset}.tsv"
     conda:
         "../envs/eval.yaml"
     resources:

@@ -13,7 +13,7 @@ rule features:
     log:
         "logs/features/{dataset}.log",
     benchmark:
-        "benchmarks/features/{dataset}.tsv"
+        "logs/benchmarks/features/{dataset}.tsv"
     conda:
         "../envs/torch.yaml"
     resources:

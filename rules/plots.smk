@@ -24,7 +24,7 @@ rule curves:
     log:
         "logs/curves/{dataset}.log",
     benchmark:
-        "benchmarks/curves/{dataset}.tsv"
+        "logs/benchmarks/curves/{dataset}.tsv"
     conda:
         "../envs/eval.yaml"
     resources:
@@ -54,7 +54,7 @@ rule gallery:
     log:
         "logs/gallery/{dataset}_{bits}.log",
     benchmark:
-        "benchmarks/gallery/{dataset}_{bits}.tsv"
+        "logs/benchmarks/gallery/{dataset}_{bits}.tsv"
     conda:
         "../envs/eval.yaml"
     resources:

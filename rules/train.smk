@@ -19,7 +19,7 @@ rule train:
     log:
         "logs/train/{dataset}_{method}_{bits}.log",
     benchmark:
-        "benchmarks/train/{dataset}_{method}_{bits}.tsv"
+        "logs/benchmarks/train/{dataset}_{method}_{bits}.tsv"
     conda:
         "../envs/torch.yaml"
     resources:

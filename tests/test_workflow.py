@@ -88,7 +88,7 @@ def test_chain_produces_table_plots_and_artifacts(finished):
         assert (finished / "results" / name).stat().st_size > 0
     for rule in ("features", "train", "evaluate"):
         assert any((finished / "logs" / rule).iterdir())
-        assert any((finished / "benchmarks" / rule).iterdir())
+        assert any((finished / "logs" / "benchmarks" / rule).iterdir())
     assert not list((finished / "results").rglob(".*.tmp*"))  # no temp files left
     codes = read_attrs(finished / "results" / "demo" / "codes" / "lagnh_16.h5")
     assert codes["protocol"] == "random" and codes["stage"] == "codes"
