@@ -134,3 +134,13 @@ def defaults(name: str, **given: Any) -> dict[str, Any]:
         (1024, 'drop')
     """
     return fill(name, given)
+
+
+def dataset_default(key: str) -> Any:
+    """The default of a dataset-level key that is not a section (``seed``, ``device``, ``bits``).
+
+    Example:
+        >>> dataset_default("device")
+        'auto'
+    """
+    return copy.deepcopy(_resolve(_load()["$defs"]["dataset"])["properties"][key]["default"])
