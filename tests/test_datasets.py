@@ -51,8 +51,9 @@ def counts(table) -> tuple[int, int, int]:
 
 
 def test_coco2017_counts_keep_empty_images(coco_root: Path) -> None:
-    t = build_split(coco_source(coco_root), {"train": 10, "seed": 0})
-    assert counts(t) == (10, 6, 20)  # keep is the default: 30 - 10 retrieval, all 6 val
+    # keep (config.yaml's coco section): 30 - 10 retrieval, all 6 val
+    t = build_split(coco_source(coco_root), {"train": 10, "seed": 0, "empty_images": "keep"})
+    assert counts(t) == (10, 6, 20)
     assert t.protocol == "coco2017-paper"
     assert t.attrs["n_empty_images"] == 4 and t.attrs["empty_images"] == "keep"
     assert t.image_root == str(coco_root)
@@ -69,12 +70,15 @@ def test_coco2017_counts_keep_empty_images(coco_root: Path) -> None:
 def test_coco2017_drop_empty_images(coco_root: Path) -> None:
     t = build_split(coco_source(coco_root), {"train": 10, "seed": 0, "empty_images": "drop"})
     assert counts(t) == (10, 5, 17)
+    # drop is the schema's default, the split stage's default for every protocol
+    default = build_split(coco_source(coco_root), {"train": 10, "seed": 0})
+    assert counts(default) == (10, 5, 17) and default.attrs["empty_images"] == "drop"
     assert not {28, 29, 30, 106} & set(t.ids.tolist())
     assert (t.labels.sum(1) > 0).all()
 
 
 def test_coco2017_label_mapping(coco_root: Path) -> None:
-    t = build_split(coco_source(coco_root), {"train": 10, "seed": 0})
+    t = build_split(coco_source(coco_root), {"train": 10, "seed": 0, "empty_images": "keep"})
     # columns: ascending sparse category id 1, 3, 7, 11, 90
     assert t.attrs["category_ids"] == [1, 3, 7, 11, 90]
     assert t.class_names == ["person", "car", "train", "fire hydrant", "toothbrush"]

@@ -283,7 +283,7 @@ def test_authors_variant_refuses_conflicting_values(
 
 def test_authors_variant_with_the_dataset_sections_of_config_yaml() -> None:
     cfg = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())
-    coco = resolve_options({**cfg["coco"]["lagnh"], "variant": "authors"})
+    coco = resolve_options({**cfg["coco"].get("lagnh", {}), "variant": "authors"})
     expected = {"hidden": 1024, "lambda1": 100.0, "lambda2": 1.0, "lambda3": 1.0, "k": 1.0,
                 "batch_size": 1024, "lr": 1e-4, "epochs": 300, "encode_mode": "batch",
                 "encode_batch_size": 256, "d_att": 512, "disc_hidden": (64, 32),

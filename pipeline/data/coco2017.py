@@ -6,11 +6,12 @@
 * train: ``split.train`` (5,000) images of train2017 drawn with ``split.seed``;
   retrieval: all the other train2017 images (113,287); query: all of val2017 (5,000).
 
-Images without any annotation (1,021 in train2017, 48 in val2017) are **kept** by default
-(``split.empty_images: keep``): the paper's counts need them — 118,287 − 5,000 = 113,287
-retrieval images and 5,000 queries are the complete folders. ``drop`` removes them from all
-three sets (they are relevant to nothing, so they only lower MAP). Their number is logged and
-stored (``n_empty_images``).
+Images without any annotation (1,021 in train2017, 48 in val2017) are kept with
+``split.empty_images: keep`` (what config.yaml's ``coco`` section sets): the paper's counts need
+them — 118,287 − 5,000 = 113,287 retrieval images and 5,000 queries are the complete folders.
+``drop`` (the schema's default for every protocol) removes them from all three sets (they are
+relevant to nothing, so they only lower MAP). Their number is logged and stored
+(``n_empty_images``).
 
 Rows: train2017 in ascending image id (split code 0 train / 2 retrieval), then val2017 in
 ascending image id (code 1). ``ids`` are COCO image ids (unique across train2017 and val2017);
@@ -25,20 +26,15 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import schema
 from pipeline.data.coco import load_coco_labels
 from pipeline.data.split_table import QUERY, RETRIEVAL, TRAIN, SplitTable
 
 log = logging.getLogger("pipeline.datasets.coco2017")
 
-#: source keys (relative to ``source.root`` unless absolute) and their defaults
-SOURCE_DEFAULTS: dict[str, str] = {
-    "train_instances": "annotations/instances_train2017.json",
-    "val_instances": "annotations/instances_val2017.json",
-    "train_images": "train2017",
-    "val_images": "val2017",
-}
-#: split keys and their defaults (``seed`` has none: it must be given)
-SPLIT_DEFAULTS: dict[str, Any] = {"train": 5000, "empty_images": "keep"}
+#: source keys naming files and folders, relative to ``source.root`` unless absolute (their
+#: defaults: the schema's, for kind coco2017)
+PATH_KEYS = ("train_instances", "val_instances", "train_images", "val_images")
 PROTOCOL = "coco2017-paper"
 
 
@@ -51,22 +47,22 @@ def build_split(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
 
     Args:
         source: ``root`` (folder holding annotations and images, e.g. ``resources/coco``),
-            ``train_instances``, ``val_instances``, ``train_images``, ``val_images``
-            (defaults in :data:`SOURCE_DEFAULTS`).
-        split: ``train`` (default 5000), ``seed`` (required), ``empty_images`` ``keep``
-            (default) | ``drop``.
+            ``train_instances``, ``val_instances``, ``train_images``, ``val_images``.
+        split: ``train``, ``seed``, ``empty_images`` ``keep`` | ``drop``.
+
+    Keys left out take the schema's defaults (:func:`pipeline.schema.fill`).
     """
     if "root" not in source:
         raise ValueError("coco2017: source.root is required (the folder holding annotations/, "
                          "train2017/ and val2017/)")
-    if split.get("seed") is None:
-        raise ValueError("coco2017: split.seed is required")
+    source = schema.fill("source", {"kind": "coco2017", **source})
+    split = schema.fill("split", split)
     root = Path(source["root"])
-    cfg = {k: str(source.get(k) or v) for k, v in SOURCE_DEFAULTS.items()}
-    policy = split.get("empty_images", SPLIT_DEFAULTS["empty_images"])
+    cfg = {k: str(source[k]) for k in PATH_KEYS}
+    policy = split["empty_images"]
     if policy not in ("keep", "drop"):
         raise ValueError(f"coco2017: split.empty_images must be 'keep' or 'drop', not {policy!r}")
-    n_train = int(split.get("train", SPLIT_DEFAULTS["train"]))
+    n_train = int(split["train"])
     seed = int(split["seed"])
 
     missing = [f"  {_under(root, cfg[k])} (source.{k})"

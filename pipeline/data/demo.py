@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from pipeline import schema
 from pipeline.artifacts import atomic_path
 from pipeline.data import fashion_mnist
 
@@ -51,7 +52,11 @@ def compose(items: np.ndarray, cells: np.ndarray, offsets: np.ndarray, grid: int
 
 
 def build_demo(cfg: dict[str, Any], out_json: str | Path, out_images: str | Path) -> dict:
-    """Write the demo images (JPEG) and their COCO ``instances`` file; returns the COCO dict."""
+    """Write the demo images (JPEG) and their COCO ``instances`` file; returns the COCO dict.
+
+    ``cfg``: the ``source.build`` section; keys left out take the schema's defaults.
+    """
+    cfg = schema.fill("source.build", cfg)
     rng = np.random.default_rng(int(cfg["seed"]))
     n, grid, cell = int(cfg["n_images"]), int(cfg["grid"]), int(cfg["cell"])
     counts = np.asarray(cfg["items_per_image"], dtype=int)
@@ -85,7 +90,7 @@ def build_demo(cfg: dict[str, Any], out_json: str | Path, out_images: str | Path
             offsets = rng.integers(0, 9, size=(k, 2))
             mosaic, boxes = compose(images[idx], cells, offsets, grid, cell)
             name = f"{image_id:06d}.jpg"
-            Image.fromarray(mosaic).save(tmp_dir / name, quality=int(cfg.get("jpeg_quality", 90)))
+            Image.fromarray(mosaic).save(tmp_dir / name, quality=int(cfg["jpeg_quality"]))
             coco["images"].append({"id": image_id, "file_name": name,
                                    "width": grid * cell, "height": grid * cell})
             for item, box in zip(idx, boxes, strict=True):

@@ -1,7 +1,8 @@
 """NUS-WIDE split as the LAGNH paper (§4.1), and user-tag auxiliary labels (§4.2).
 
 ``source.kind: nuswide``; ``source.root`` holds the official files (paths below are relative to
-it unless absolute; the defaults are the layout of the official archives unpacked into root):
+it unless absolute; the defaults, in parentheses, are the schema's: the layout of the official
+archives unpacked into root):
 
 * ``image_list`` (``ImageList/Imagelist.txt``): one image path per line (269,648 lines; Windows
   paths such as ``C:\\ImageData\\Flickr\\actor\\0001_2124494179.jpg`` are fine);
@@ -26,7 +27,8 @@ Protocol (``split``: ``per_concept_query`` 200, ``train`` 5000, ``seed``):
    the images having that concept; the union, de-duplicated (3,156 in the paper);
 4. train: ``train`` images drawn at random from the rest; retrieval: everything else (137,577).
 
-One generator seeded with ``split.seed`` makes all draws. ``ids`` are 0-based line numbers of
+Keys left out take the schema's defaults (:func:`pipeline.schema.fill`). One generator seeded
+with ``split.seed`` makes all draws. ``ids`` are 0-based line numbers of
 the image list (the row index into the label and tag files); rows are in ascending id.
 """
 
@@ -40,24 +42,11 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import schema
 from pipeline.data.split_table import QUERY, RETRIEVAL, TRAIN, SplitTable
 
 log = logging.getLogger("pipeline.datasets.nuswide")
 
-#: source keys and their defaults
-SOURCE_DEFAULTS: dict[str, Any] = {
-    "image_list": "ImageList/Imagelist.txt",
-    "labels_dir": "Groundtruth/AllLabels",
-    "tags_file": "NUS_WID_Tags/AllTags1k.txt",
-    "tag_list": "NUS_WID_Tags/TagList1k.txt",
-    "images": "Flickr",
-    "path_components": 2,
-    "concepts": None,
-    "n_concepts": 21,
-    "tag_map": {},
-}
-#: split keys and their defaults (``seed`` has none: it must be given)
-SPLIT_DEFAULTS: dict[str, Any] = {"per_concept_query": 200, "train": 5000}
 PROTOCOL = "nuswide21-paper"
 _LINES_PER_BLOCK = 20000
 
@@ -66,9 +55,9 @@ def _cfg(source: dict[str, Any]) -> dict[str, Any]:
     if "root" not in source:
         raise ValueError("nuswide: source.root is required (the folder holding the NUS-WIDE "
                          "files)")
-    cfg = dict(SOURCE_DEFAULTS)
-    cfg.update({k: v for k, v in source.items() if v is not None})
-    return cfg
+    # the schema's defaults for kind nuswide; a key given as null takes its default too
+    return schema.fill("source", {"kind": "nuswide",
+                                  **{k: v for k, v in source.items() if v is not None}})
 
 
 def _path(source: dict[str, Any], key: str) -> Path:
@@ -219,8 +208,7 @@ def select_concepts(source: dict[str, Any], n_images: int) -> list[str]:
 def build_split(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
     """Build the paper's NUS-WIDE split (see the module docstring for keys and protocol)."""
     cfg = _cfg(source)
-    if split.get("seed") is None:
-        raise ValueError("nuswide: split.seed is required")
+    split = schema.fill("split", split)
     check_files(source)
     if not _path(source, "images").is_dir():
         log.warning("image folder %s (source.images) does not exist yet; the features stage "
@@ -236,8 +224,8 @@ def build_split(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
     log.info("nuswide: %d of %d images have at least one of the %d concepts", n, n_all,
              len(concepts))
 
-    per = int(split.get("per_concept_query", SPLIT_DEFAULTS["per_concept_query"]))
-    n_train = int(split.get("train", SPLIT_DEFAULTS["train"]))
+    per = int(split["per_concept_query"])
+    n_train = int(split["train"])
     rng = np.random.default_rng(int(split["seed"]))
     query = np.zeros(n, dtype=bool)
     for c, name in enumerate(concepts):

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import schema
 from pipeline.artifacts import write_h5
 
 log = logging.getLogger("pipeline.split")
@@ -80,16 +81,17 @@ def random_split(n: int, n_train: int, n_query: int, n_retrieval: int | None,
 
 def build_coco_format(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
     """A COCO-format collection (``images`` folder + ``instances`` json), split at random by
-    the sizes in ``split`` (``train``, ``query``, ``retrieval`` or null for the rest)."""
+    the sizes in ``split`` (``train``, ``query``, ``retrieval`` or null for the rest); both
+    sections complete (:func:`build_split` fills the schema's defaults)."""
     from pipeline.data.coco import load_coco_labels
 
     table = load_coco_labels(source["instances"])
     keep = np.ones(len(table.ids), dtype=bool)
     empty = table.labels.sum(1) == 0
-    if split.get("empty_images", "drop") == "drop":
+    if split["empty_images"] == "drop":
         keep &= ~empty
     log.info("%s: %d images, %d without annotations (%s)", source["instances"], len(table.ids),
-             int(empty.sum()), split.get("empty_images", "drop"))
+             int(empty.sum()), split["empty_images"])
     ids, paths, labels = table.ids[keep], table.file_names[keep], table.labels[keep]
     assign = random_split(len(ids), int(split["train"]), int(split["query"]),
                           split.get("retrieval"), int(split["seed"]))
@@ -117,7 +119,9 @@ def _resolve(spec: Callable[..., SplitTable] | str) -> Callable[..., SplitTable]
 
 
 def build_split(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
-    """Dispatch on ``split.protocol`` (``lists``) or else on ``source.kind``."""
+    """Dispatch on ``split.protocol`` (``lists``) or else on ``source.kind``; keys left out
+    of ``source`` and ``split`` take the schema's defaults (:func:`pipeline.schema.fill`)."""
+    source, split = schema.fill("source", source), schema.fill("split", split)
     if split.get("protocol") == "lists":
         builder = _resolve("pipeline.data.lists:build_split")
     else:

@@ -23,6 +23,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from pipeline import schema
 from pipeline.data import fashion_mnist
 from pipeline.data.demo import compose
 
@@ -63,23 +64,28 @@ def _training_cells(images: np.ndarray, labels: np.ndarray, cell: int, n_empty: 
 
 
 def train(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Train the cell classifier on Fashion-MNIST's test items; returns a checkpoint dict."""
+    """Train the cell classifier on Fashion-MNIST's test items; returns a checkpoint dict.
+
+    ``cfg``: the ``detector.train`` section (keys left out take the schema's defaults) plus the
+    mosaic geometry ``cell``, ``grid`` and ``fashion_mnist_dir`` of ``source.build``.
+    """
+    cfg = schema.fill("detector.train", cfg)
     seed = int(cfg["seed"])
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     folder = fashion_mnist.locate(cfg.get("fashion_mnist_dir"))
     images, labels = fashion_mnist.load(folder, "test")
-    x, y = _training_cells(images, labels, int(cfg["cell"]), int(cfg.get("n_empty", 1000)), rng)
-    hidden = tuple(cfg.get("hidden", [512, 256]))
+    x, y = _training_cells(images, labels, int(cfg["cell"]), int(cfg["n_empty"]), rng)
+    hidden = tuple(cfg["hidden"])
     model = make_mlp(hidden)
-    opt = torch.optim.Adam(model.parameters(), lr=float(cfg.get("lr", 1e-3)))
+    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     n_val = len(xt) // 10
     perm = torch.from_numpy(rng.permutation(len(xt)))
     val, tr = perm[:n_val], perm[n_val:]
     gen = torch.Generator().manual_seed(seed)
     t0 = time.time()
-    for epoch in range(int(cfg.get("epochs", 15))):
+    for epoch in range(int(cfg["epochs"])):
         model.train()
         order = tr[torch.randperm(len(tr), generator=gen)]
         for i in range(0, len(order), 256):
@@ -116,8 +122,9 @@ def detect(image_paths: list[str], ids: np.ndarray, cfg: dict[str, Any],
     """Classify every cell of every image; one detection per (cell, class) with score ≥
     ``score_floor``, except the empty class. Category ids are class index + 1 (the demo's
     COCO categories). Unreadable images are skipped with a warning and returned."""
+    cfg = schema.fill("detector", {"kind": "cell_classifier", **cfg})
     model, ckpt = load_model(cfg["checkpoint"])
-    grid, floor = ckpt["grid"], float(cfg.get("score_floor", 0.05))
+    grid, floor = ckpt["grid"], float(cfg["score_floor"])
     dets: list[dict[str, Any]] = []
     skipped: list[int] = []
     batch: list[np.ndarray] = []

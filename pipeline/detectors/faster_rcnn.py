@@ -13,11 +13,11 @@ rather than assuming the identity, and drops background / ``N/A`` predictions. T
 0..79 label columns are the ascending category ids (:func:`coco_id_to_column`), exactly as
 :func:`pipeline.data.coco.load_coco_labels` builds the ground truth.
 
-Config keys (``detector``): ``weights`` ("DEFAULT" | "COCO_V1" | null), ``checkpoint`` (a local
-copy of torchvision's COCO weights file, for machines without internet; overrides ``weights``),
-``weights_backbone`` (only with ``weights: null``; default null), ``score_floor`` (0.05),
-``batch_size`` (4), ``num_workers`` (2), ``min_size`` / ``max_size`` (torchvision's 800 / 1333),
-``detections_per_img`` (100).
+Config keys (``detector``; keys left out take the schema's defaults): ``weights`` ("DEFAULT" |
+"COCO_V1" | null), ``checkpoint`` (a local copy of torchvision's COCO weights file, for machines
+without internet; overrides ``weights``), ``weights_backbone`` (only with ``weights: null``),
+``score_floor``, ``batch_size``, ``num_workers``, ``min_size`` / ``max_size`` (torchvision's
+resizing), ``detections_per_img``.
 """
 
 from __future__ import annotations
@@ -31,30 +31,15 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from pipeline import schema
 from pipeline.data.coco import COCO2017_CATEGORIES
 
 log = logging.getLogger("pipeline.detectors.faster_rcnn")
 
-DEFAULTS: dict[str, Any] = {
-    "weights": "DEFAULT",
-    "checkpoint": None,
-    "weights_backbone": None,
-    "score_floor": 0.05,
-    "batch_size": 4,
-    "num_workers": 2,
-    "min_size": 800,
-    "max_size": 1333,
-    "detections_per_img": 100,
-}
-
-
-#: keys whose ``null`` means "none" rather than "use the default"
-_NULLABLE = ("weights", "checkpoint", "weights_backbone")
-
 
 def _merged(cfg: dict[str, Any]) -> dict[str, Any]:
-    """``cfg`` over :data:`DEFAULTS`; ``null`` keeps the default except for :data:`_NULLABLE`."""
-    return {**DEFAULTS, **{k: v for k, v in cfg.items() if v is not None or k in _NULLABLE}}
+    """``cfg`` with the schema's ``detector`` defaults for the keys it leaves out."""
+    return schema.fill("detector", {"kind": "faster_rcnn", **cfg})
 
 
 def detector_categories(weights: Any = None) -> list[str]:

@@ -31,6 +31,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from pipeline import schema
+
 from .attention import CrossModalAttention
 from .gcn import GCN
 from .graph import (
@@ -65,32 +67,9 @@ RECONS_PREDS = ("cos", "inner", "feat")
 #: S^v (recons-Sv, no-aux), features X (recons-feat).
 RECONS_TARGETS = ("aux", "aux_cos", "graph", "visual", "features")
 
-#: The ``lagnh`` config section: every key and its default.
-DEFAULT_PARAMS: dict[str, Any] = {
-    "variant": "paper",
-    "ablation": "none",
-    "d_att": 512,
-    "hidden": 1024,
-    "disc_hidden": [64, 32],
-    "lambda1": 100.0,
-    "lambda2": 1.0,
-    "lambda3": 1.0,
-    "k": 1.0,
-    "mu": 1.0,
-    "sigma": None,
-    "lr": 1e-4,
-    "batch_size": 1024,
-    "epochs": 300,
-    "g_steps": 1,
-    "dropout": 0.0,
-    "encode_mode": "inductive",
-    "encode_batch_size": 256,
-    "encode_neighbors": None,
-    "encode_scale": "batch",
-    "sigma_neighbors": 7.0,
-    "recons_clip": False,
-    "device": "auto",
-}
+#: The ``lagnh`` config section: every key and its default, read from the schema (the one place
+#: a default lives; ``schemas/config.schema.yaml``, ``$defs/lagnh``).
+DEFAULT_PARAMS: dict[str, Any] = schema.defaults("lagnh")
 
 #: The config keys that ``variant="authors"`` fixes, with the authors' values (REFERENCE.md).
 AUTHORS_PARAMS: dict[str, Any] = {
@@ -120,29 +99,31 @@ class LAGNHOptions:
     holds the switches each variant/ablation sets. Build it with :func:`resolve_options`.
     """
 
-    variant: str = "paper"
-    ablation: str = "none"
-    d_att: int = 512
-    hidden: int = 1024
-    disc_hidden: tuple[int, ...] = (64, 32)
-    lambda1: float = 100.0
-    lambda2: float = 1.0
-    lambda3: float = 1.0
-    k: float = 1.0
-    mu: float = 1.0
-    sigma: float | None = None
-    lr: float = 1e-4
-    batch_size: int = 1024
-    epochs: int = 300
-    g_steps: int = 1
-    dropout: float = 0.0
-    encode_mode: str = "inductive"
-    encode_batch_size: int = 256
-    encode_neighbors: int | None = None
-    encode_scale: str = "batch"  #: "batch" (:func:`~pipeline.lagnh.encoding.batch_scale`) | "none"
-    sigma_neighbors: float = 7.0  #: k of the default bandwidth rule (graph.default_sigma)
-    recons_clip: bool = False  #: Eq. (9)'s target clipped at 1, the reach of [cos]_+
-    device: str = "auto"
+    # the config keys: no dataclass defaults, :func:`resolve_options` sets every one from
+    # DEFAULT_PARAMS (the schema's defaults) and the section
+    variant: str
+    ablation: str
+    d_att: int
+    hidden: int
+    disc_hidden: tuple[int, ...]
+    lambda1: float
+    lambda2: float
+    lambda3: float
+    k: float
+    mu: float
+    sigma: float | None
+    lr: float
+    batch_size: int
+    epochs: int
+    g_steps: int
+    dropout: float
+    encode_mode: str
+    encode_batch_size: int
+    encode_neighbors: int | None
+    encode_scale: str  #: "batch" (:func:`~pipeline.lagnh.encoding.batch_scale`) | "none"
+    sigma_neighbors: float  #: k of the default bandwidth rule (graph.default_sigma)
+    recons_clip: bool  #: Eq. (9)'s target clipped at 1, the reach of [cos]_+
+    device: str
     # --- resolved switches -------------------------------------------------------------
     use_aux: bool = True  #: Y used at all (False under ``no-aux``)
     attention: bool = True  #: Eq. 1–2 on (False: x_att = x̄, ``no-att``/``no-aux``)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline import schema
 from pipeline.codes import check_packed
 from pipeline.retrieval.hamming import map_distance_chunks, map_topk_chunks
 
@@ -58,7 +59,8 @@ __all__ = [
     "evaluate_retrieval_float",
 ]
 
-DEFAULT_TOPK = 1000
+#: K of MAP@K when none is given: the schema's ``eval.topk``
+DEFAULT_TOPK = schema.defaults("eval")["topk"]
 ZERO_HIT_MODES = ("drop", "zero")
 
 

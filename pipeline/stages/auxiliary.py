@@ -23,6 +23,7 @@ import logging
 
 import numpy as np
 
+from pipeline import schema
 from pipeline.artifacts import read_h5, write_h5
 from pipeline.detectors.multihot import detections_to_aux
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipeline.stages.auxiliary", description=__doc__)
     p.add_argument("--split", required=True)
     p.add_argument("--detections", default=None)
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=float, default=schema.defaults("auxiliary")["threshold"])
     p.add_argument("--class-map-json", default=None,
                    help="auxiliary.class_map: {detector class: dataset class or null}")
     p.add_argument("--tags-source-json", default=None)

@@ -17,6 +17,7 @@ import json
 import logging
 from pathlib import Path
 
+from pipeline import schema
 from pipeline.artifacts import atomic_path, read_h5
 from pipeline.detectors import detector_module
 from pipeline.device import pick_device, set_threads
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--detector-json", required=True)
     p.add_argument("--checkpoint", default=None, help="model file for detectors trained here")
     p.add_argument("--out", required=True)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default=schema.dataset_default("device"))
     p.add_argument("--threads", type=int, default=0)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipeline import schema
 from pipeline.retrieval.metrics import DEFAULT_TOPK, ZERO_HIT_MODES
 from pipeline.retrieval.scoring import (
     evaluate_codes_file,
@@ -32,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method-name", default=None,
                    help="method name in the JSON (default: the codes file's 'method' attr)")
     p.add_argument("--topk", default=str(DEFAULT_TOPK),
-                   help="K of MAP@K, or 'all' for the whole ranking (default: 1000)")
-    p.add_argument("--zero-hit", choices=ZERO_HIT_MODES, default="drop",
+                   help="K of MAP@K, or 'all' for the whole ranking (default: schema's eval.topk)")
+    p.add_argument("--zero-hit", choices=ZERO_HIT_MODES,
+                   default=schema.defaults("eval")["zero_hit"],
                    help="queries without any relevant retrieval item: drop them (authors' "
                         "convention, default) or count them as 0")
     p.add_argument("--pk-grid", default=None,

@@ -15,6 +15,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from pipeline import schema
 from pipeline.artifacts import read_h5
 from pipeline.backbones import extract
 from pipeline.device import pick_device, set_threads
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", required=True)
     p.add_argument("--backbone-json", required=True, help="the features config section")
     p.add_argument("--out", required=True)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default=schema.dataset_default("device"))
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--commit-rows", type=int, default=None,
                    help="rows per durable commit of the partial file (default: ~1 MiB)")

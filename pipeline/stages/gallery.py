@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipeline import schema
 from pipeline.artifacts import atomic_path
 from pipeline.plots.neighbours import render_gallery
 
@@ -20,9 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 description=__doc__.split("\n")[0])
     p.add_argument("--split", required=True, help="results/{dataset}/split.h5")
     p.add_argument("--codes", nargs="+", required=True, help="codes files (one line each)")
-    p.add_argument("--n-queries", type=int, default=4)
+    p.add_argument("--n-queries", type=int,
+                   default=schema.defaults("eval")["gallery_queries"])
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=schema.dataset_default("seed"))
     p.add_argument("--thumb", type=int, default=96, help="thumbnail size in pixels")
     p.add_argument("--image-root", default=None, help="override the split's image_root attr")
     p.add_argument("--out", required=True, help="results/{dataset}_gallery_{bits}.png")

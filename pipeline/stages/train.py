@@ -19,6 +19,7 @@ import time
 import pandas as pd
 import torch
 
+from pipeline import schema
 from pipeline.artifacts import atomic_path, read_h5
 from pipeline.data.split_table import TRAIN
 from pipeline.device import set_threads
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", required=True)
     p.add_argument("--aux", required=True)
     p.add_argument("--params-json", default="{}")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=schema.dataset_default("seed"))
     p.add_argument("--out", required=True)
     p.add_argument("--history", required=True)
     p.add_argument("--threads", type=int, default=0)
