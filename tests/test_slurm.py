@@ -215,7 +215,8 @@ def submitted_ids(record: dict) -> dict[str, str]:
 @pytest.mark.slow
 def test_demo_map_is_computed_through_slurm(slurm_done):
     table = pd.read_csv(Path(slurm_done["work"]) / "results" / "demo_map.csv")
-    assert list(table["method"]) == ["random", "lsh", "itq", "lagnh", "float"]
+    assert list(table["method"]) == ["random", "lsh", "itq", "aux", "aux_itq", "lagnh",
+                                     "lagnh_batch", "float"]
     values = table.set_index("method")[["16 bits", "32 bits"]]
     assert ((values > 0) & (values <= 1)).all().all(), table
     text = slurm_done["stdout"] + slurm_done["stderr"]
