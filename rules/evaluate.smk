@@ -48,10 +48,30 @@ rule evaluate_float:
         "--zero-hit {params.zero_hit} --out {output} 2> {log}"
 
 
+rule table:
+    input:
+        eval_jsons,
+    output:
+        "results/{dataset}_table.md",
+    log:
+        "logs/table/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/table/{dataset}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        mem_mb=scaled(1000),
+        runtime=scaled(10),
+    shell:
+        "python -m pipeline.stages.table --dataset {wildcards.dataset} --inputs {input} "
+        "--out {output} 2> {log}"
+
+
 rule report:
     input:
         evals=eval_jsons,
         plots=plot_files,
+        table="results/{dataset}_table.md",
     output:
         map_csv=report(
             "results/{dataset}_map.csv",
@@ -65,7 +85,6 @@ rule report:
             category="Evaluation",
             labels={"dataset": "{dataset}", "table": "precision@K"},
         ),
-        table="results/{dataset}_table.md",
     log:
         "logs/report/{dataset}.log",
     benchmark:
@@ -76,6 +95,5 @@ rule report:
         mem_mb=scaled(1000),
         runtime=scaled(10),
     shell:
-        "python -m pipeline.stages.report --dataset {wildcards.dataset} "
-        "--inputs {input.evals} --map-csv {output.map_csv} --pk-csv {output.pk_csv} "
-        "--table-md {output.table} 2> {log}"
+        "python -m pipeline.stages.report --inputs {input.evals} --map-csv {output.map_csv} "
+        "--pk-csv {output.pk_csv} 2> {log}"

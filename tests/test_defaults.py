@@ -261,9 +261,10 @@ def test_a_coco_format_collection_is_one_short_section(tmp_path: Path) -> None:
     rows, bits = 3, 2
     assert {k: int(v) for k, v in stats.items()} == {
         "split": 1, "features": 1, "detect": 1, "auxiliary": 1, "evaluate_float": 1,
-        "train": rows * bits, "encode": rows * bits, "evaluate": rows * bits, "report": 1,
+        "train": rows * bits, "encode": rows * bits, "evaluate": rows * bits, "table": 1,
+        "report": 1,
         "curves": 1, "gallery": bits, "history_plot": bits,  # LAGNH's loss curves
-        "total": 4 + 1 + 3 * rows * bits + 1 + 1 + 2 * bits}
+        "total": 4 + 1 + 3 * rows * bits + 2 + 1 + 2 * bits}
 
 
 TOY = '''\

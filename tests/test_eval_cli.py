@@ -17,6 +17,7 @@ from pipeline.stages.curves import main as plots_main
 from pipeline.stages.evaluate import main as evaluate_main
 from pipeline.stages.evaluate_float import main as evaluate_float_main
 from pipeline.stages.report import main as report_main
+from pipeline.stages.table import main as table_main
 
 BITS = 16
 
@@ -185,8 +186,8 @@ def results(tmp_path):
 
 def test_report_tables(results, tmp_path):
     mcsv, pcsv, md = tmp_path / "map.csv", tmp_path / "pk.csv", tmp_path / "t.md"
-    rc = report_main(["--inputs", *results, "--map-csv", str(mcsv), "--pk-csv", str(pcsv),
-                      "--table-md", str(md), "--dataset", "tiny"])
+    rc = report_main(["--inputs", *results, "--map-csv", str(mcsv), "--pk-csv", str(pcsv)])
+    rc += table_main(["--inputs", *results, "--out", str(md), "--dataset", "tiny"])
     assert rc == 0
     rows = list(csv.DictReader(mcsv.open()))
     assert [r["method"] for r in rows] == ["random", "itq", "lagnh", "zzz", "float"]
@@ -215,9 +216,11 @@ def test_report_rejects_mixed_conventions(results, tmp_path, capsys):
     odd = fake_result("sh", 16, 0.5)
     odd["zero_hit"] = "zero"
     write_json(odd, tmp_path / "sh.json")
+    rc_table = table_main(["--inputs", *results, str(tmp_path / "sh.json"), "--out",
+                           str(tmp_path / "t.md")])
+    assert rc_table == 2 and not (tmp_path / "t.md").exists()
     rc = report_main(["--inputs", *results, str(tmp_path / "sh.json"), "--map-csv",
-                      str(tmp_path / "m.csv"), "--pk-csv", str(tmp_path / "p.csv"),
-                      "--table-md", str(tmp_path / "t.md")])
+                      str(tmp_path / "m.csv"), "--pk-csv", str(tmp_path / "p.csv")])
     assert rc == 2 and "mix MAP conventions" in capsys.readouterr().err
     assert not (tmp_path / "m.csv").exists()
 
@@ -325,8 +328,7 @@ def test_report_names_rows_that_read_aux_labels(tmp_path):
         write_json({**fake_result(m, b, v), **extra}, p)
         paths.append(str(p))
     md = tmp_path / "t.md"
-    rc = report_main(["--inputs", *paths, "--map-csv", str(tmp_path / "m.csv"),
-                      "--pk-csv", str(tmp_path / "p.csv"), "--table-md", str(md)])
+    rc = table_main(["--inputs", *paths, "--out", str(md)])
     assert rc == 0
     text = md.read_text()
     assert "auxiliary labels: Aux labels as code, Aux bits + ITQ, LAGNH." in text

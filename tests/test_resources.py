@@ -66,3 +66,11 @@ def test_cpu_dataset_asks_for_no_gpu() -> None:
     jobs = jobs_of("results/demo_map.csv", "--forceall", "--config", "demo={device: cpu}")
     assert {"features", "train", "encode"} <= {j["rule"] for j in jobs}
     assert jobs and not [j for j in jobs if gpus(j)]
+
+
+def test_the_table_does_not_wait_on_the_figures() -> None:
+    """The Markdown MAP table needs only the evaluations; the MAP CSV also brings the figures."""
+    table = {j["rule"] for j in jobs_of("results/coco_table.md")}
+    assert "table" in table and not table & {"curves", "gallery", "history_plot", "report"}
+    everything = {j["rule"] for j in jobs_of("results/coco_map.csv")}
+    assert {"table", "report", "curves", "gallery", "history_plot"} <= everything

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 UPSTREAM = {"demo_images", "cell_classifier", "split", "features", "detect", "auxiliary"}
 DOWNSTREAM_OF_TRAIN = {"train", "encode", "evaluate", "history_plot", "gallery", "curves",
-                       "report"}
+                       "table", "report"}
 
 
 def snakemake(workdir: Path, *args: str, configs: tuple[Path, ...] = (),
@@ -202,7 +202,7 @@ def test_dag_of_the_paper_experiment():
     stats = run.stdout.split("Job stats:", 1)[1]
     for rule, count in (("download", 3), ("extract", 3), ("split", 1), ("features", 1),
                         ("detect", 1), ("auxiliary", 1), ("train", 40), ("encode", 44),
-                        ("evaluate", 44), ("report", 1)):
+                        ("evaluate", 44), ("table", 1), ("report", 1)):
         assert re.search(rf"^{rule}\s+{count}\s*$", stats, re.MULTILINE), (rule, stats)
     batch_encode = re.search(r"rule encode:\n(?:.*\n)*?.*output: results/coco/codes/"
                              r"lagnh_batch_32\.h5", run.stdout)

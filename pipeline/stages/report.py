@@ -1,7 +1,9 @@
-"""Stage ``report``: the evaluation JSONs of one dataset → MAP table, topK CSV, Markdown table.
+"""Stage ``report``: the evaluation JSONs of one dataset → the MAP CSV and the topK CSV.
 
 ``python -m pipeline.stages.report --inputs a.json b.json ... --map-csv results/D_map.csv
---pk-csv results/D_topk_precision.csv --table-md results/D_table.md [--dataset D]``
+--pk-csv results/D_topk_precision.csv``
+
+The Markdown table is the ``table`` stage's (:mod:`pipeline.stages.table`).
 
 The files' layout and the caption's convention: :mod:`pipeline.retrieval.tables`. All inputs
 must share one MAP convention (``topk`` and ``zero_hit``); mixing is an error.
@@ -12,16 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.artifacts import atomic_path
-from pipeline.retrieval.tables import (
-    caption,
-    load_results,
-    map_rows,
-    markdown_table,
-    pk_rows,
-    write_csv,
-    write_pk_csv,
-)
+from pipeline.retrieval.tables import load_results, map_rows, pk_rows, write_csv, write_pk_csv
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,8 +23,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", nargs="+", required=True, help="evaluation JSONs")
     p.add_argument("--map-csv", required=True, help="results/{dataset}_map.csv")
     p.add_argument("--pk-csv", required=True, help="results/{dataset}_topk_precision.csv")
-    p.add_argument("--table-md", required=True, help="results/{dataset}_table.md")
-    p.add_argument("--dataset", default=None, help="dataset name for the caption")
     return p
 
 
@@ -42,13 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         header, rows = map_rows(results)
         write_csv(a.map_csv, header, rows)
         write_pk_csv(a.pk_csv, pk_rows(results))
-        md = markdown_table(header, rows, caption(results, a.dataset))
-        with atomic_path(a.table_md) as tmp:
-            tmp.write_text(md)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"report: error: {e}", file=sys.stderr)
         return 2
-    print(md, file=sys.stderr)
+    print(f"report: {a.map_csv}, {a.pk_csv} ({len(rows)} rows)", file=sys.stderr)
     return 0
 
 
