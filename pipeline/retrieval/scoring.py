@@ -26,6 +26,7 @@ See :mod:`pipeline.retrieval.metrics` for the definitions.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import math
@@ -38,10 +39,12 @@ from typing import Any
 import h5py
 import numpy as np
 
+from pipeline import schema
 from pipeline.artifacts import atomic_path, check_aligned, read_h5
 from pipeline.data.split_table import QUERY, RETRIEVAL
 from pipeline.retrieval.metrics import (
     DEFAULT_TOPK,
+    ZERO_HIT_MODES,
     RetrievalResult,
     default_pk_grid,
     evaluate_retrieval,
@@ -226,3 +229,23 @@ def write_json(obj: Any, path: str | os.PathLike) -> None:
 
 __all__ = ["evaluate_codes_file", "evaluate_features_file", "parse_topk", "parse_grid",
            "write_json", "default_pk_grid"]
+
+
+def add_convention_args(p: argparse.ArgumentParser) -> None:
+    """The evaluation convention's options, shared by the ``evaluate`` and ``evaluate_float``
+    stages: ``--topk``, ``--zero-hit`` (defaults: the schema's ``eval`` section), ``--pk-grid``."""
+    p.add_argument("--topk", default=str(DEFAULT_TOPK),
+                   help="K of MAP@K, or 'all' for the whole ranking (default: schema's eval.topk)")
+    p.add_argument("--zero-hit", choices=ZERO_HIT_MODES,
+                   default=schema.defaults("eval")["zero_hit"],
+                   help="queries without any relevant retrieval item: drop them (authors' "
+                        "convention, default) or count them as 0")
+    p.add_argument("--pk-grid", default=None,
+                   help="comma list of K for topK-precision (default 1,50,100,...,5000)")
+
+
+def log_result(out: dict[str, Any], path: str | os.PathLike) -> None:
+    """One line on stderr: the MAP, the queries counted, the time and where it went."""
+    log_stderr(f"MAP@{out['topk']} = {out['map']} ({out['n_queries']} of "
+               f"{out['n_queries_total']} queries, zero_hit={out['zero_hit']}) in "
+               f"{out['seconds']} s -> {path}")

@@ -13,11 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline import schema
-from pipeline.retrieval.metrics import DEFAULT_TOPK, ZERO_HIT_MODES
 from pipeline.retrieval.scoring import (
+    add_convention_args,
     evaluate_codes_file,
-    log_stderr,
+    log_result,
     parse_grid,
     parse_topk,
     write_json,
@@ -32,14 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codes", required=True, help="results/{dataset}/codes/{method}_{bits}.h5")
     p.add_argument("--method-name", default=None,
                    help="method name in the JSON (default: the codes file's 'method' attr)")
-    p.add_argument("--topk", default=str(DEFAULT_TOPK),
-                   help="K of MAP@K, or 'all' for the whole ranking (default: schema's eval.topk)")
-    p.add_argument("--zero-hit", choices=ZERO_HIT_MODES,
-                   default=schema.defaults("eval")["zero_hit"],
-                   help="queries without any relevant retrieval item: drop them (authors' "
-                        "convention, default) or count them as 0")
-    p.add_argument("--pk-grid", default=None,
-                   help="comma list of K for topK-precision (default 1,50,100,...,5000)")
+    add_convention_args(p)
     p.add_argument("--no-pr", action="store_true",
                    help="skip precision/recall within Hamming radius")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
@@ -64,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, KeyError, ValueError, OSError, TypeError) as e:
         print(f"evaluate: error: {e}", file=sys.stderr)
         return 2
-    log_stderr(f"MAP@{out['topk']} = {out['map']} ({out['n_queries']} of {out['n_queries_total']} "
-         f"queries, zero_hit={out['zero_hit']}) in {out['seconds']} s -> {a.out}")
+    log_result(out, a.out)
     return 0
 
 
