@@ -61,12 +61,14 @@ def n_trainings(grid: Mapping[str, Sequence[Any]]) -> int:
 def figure_points(figure: str, figures: Mapping[str, Any], base_epochs: int
                   ) -> dict[str, tuple[dict[str, Any], list[int]]]:
     """Point name -> (LAGNH overrides, epochs scored) of a figure: ``epochs`` is one run saved
-    at every listed epoch; ``sensitivity`` one run per (lambda, value) at the configured epochs.
+    at every listed epoch; ``sensitivity`` one run per (lambda, value) at
+    ``sensitivity_epochs`` (default: the configured epochs).
     """
     if figure == "epochs":
         return {"run": ({}, sorted({int(e) for e in figures["epochs"]}))}
     if figure == "sensitivity":
-        return {f"{key}_{i}": ({key: float(v)}, [base_epochs])
+        epochs = int(figures.get("sensitivity_epochs") or base_epochs)
+        return {f"{key}_{i}": ({key: float(v)}, [epochs])
                 for key in SENSITIVITY_KEYS for i, v in enumerate(figures["lambdas"])}
     raise ValueError(f"unknown figure '{figure}'; known: epochs, sensitivity")
 

@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                 for _, r in df.iterrows() for k in SENSITIVITY_KEYS
                 if k in r and pd.notna(r[k])]
         df = pd.DataFrame(long).sort_values(["parameter", "value"])
+        df["epochs"] = df["epochs"].astype(int)
         fig, axes = plt.subplots(1, len(SENSITIVITY_KEYS), figsize=(11, 3.2), sharey=True)
         for ax, key in zip(axes, SENSITIVITY_KEYS, strict=True):
             part = df[df["parameter"] == key]
