@@ -192,3 +192,25 @@ def test_changed_grid_retrains_only_when_the_selection_changes(tmp_path):
     assert jobs(ran) == {"tune_point": 1, "tune": 1} and "rule train:" in ran
     ckpt = torch.load(work / target, weights_only=False)
     assert ckpt["params"]["lambda1"] == 7 and ckpt["params"]["epochs"] == 1
+
+
+def test_figures_from_point_files(tmp_path):
+    from pipeline.stages import figure as figure_stage
+    from pipeline.tuning import figure_points
+
+    figs = {"epochs": [50, 100], "lambdas": [1e-5, 1, 1000], "sensitivity_epochs": 7}
+    assert figure_points("epochs", figs, 300) == {"run": ({}, [50, 100])}
+    points = figure_points("sensitivity", figs, 300)
+    assert len(points) == 9 and points["lambda2_2"] == ({"lambda2": 1000.0}, [7])
+    paths = []
+    for name, (override, epochs) in points.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"params": override,
+                                    "rows": [{"epochs": epochs[0], "map": 0.5}]}))
+        paths.append(str(path))
+    out = {k: str(tmp_path / f"s.{k}") for k in ("png", "pdf", "csv")}
+    figure_stage.main(["--figure", "sensitivity", "--inputs", *paths,
+                       *[a for k, v in out.items() for a in (f"--{k}", v)]])
+    csv = (tmp_path / "s.csv").read_text().splitlines()
+    assert csv[0] == "parameter,value,epochs,map" and len(csv) == 10 and ",7," in csv[1]
+    assert Path(out["png"]).stat().st_size > 0 and Path(out["pdf"]).stat().st_size > 0
