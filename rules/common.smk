@@ -4,6 +4,7 @@ import copy
 import json
 import os
 import shlex
+import sys
 
 from snakemake.utils import validate
 
@@ -123,7 +124,8 @@ def method_params(wildcards):
 def train_params(wildcards):
     """The row's parameters without encode-time keys: changing those does not retrain."""
     impl, params = row_params(wildcards.dataset, wildcards.method)
-    return json.dumps(training_params(impl, params), sort_keys=True)
+    return json.dumps({**training_params(impl, params), **tune_selection(wildcards)},
+                      sort_keys=True)
 
 
 def model_row(dataset, method):
@@ -199,3 +201,85 @@ def gpu_detect(wildcards):
 def gpu_method(wildcards):
     """LAGNH trains and encodes on the GPU; the numpy baselines never ask for one."""
     return int(on_gpu(wildcards) and method_impl(wildcards) == "lagnh")
+
+
+# --- Settings by cross-validation and the paper's Figures 3-4 (rules/tune.smk) ----------------
+from pipeline.tuning import figure_points, grid_epochs, grid_points, n_trainings  # noqa: E402
+
+
+def tuned(dataset, method):
+    """Whether a LAGNH row's training settings come from the tune checkpoint."""
+    return config[dataset]["tune"]["enabled"] and row_params(dataset, method)[0] == "lagnh"
+
+
+for _dataset, _ds in config.items():  # the cost of a grid, before anything runs
+    if _ds["tune"]["enabled"]:
+        _rows = [m for m in _ds["methods"] if tuned(_dataset, m) and model_row(_dataset, m) == m]
+        for _point in grid_points(_ds["tune"]["grid"]):
+            check_params("lagnh", {**row_params(_dataset, _rows[0])[1], **_point},
+                         where=f"config: {_dataset}.tune.grid") if _rows else None
+        print(f"tune: {_dataset}: {n_trainings(_ds['tune']['grid'])} training(s) per tuned row "
+              f"x {len(_rows)} row(s) {_rows} at {_ds['tune']['bits']} bits", file=sys.stderr)
+
+
+def tune_point_json(wildcards):
+    """One grid point of the row: its overrides and the full training parameters."""
+    tune = config[wildcards.dataset]["tune"]
+    impl, params = row_params(wildcards.dataset, wildcards.method)
+    base = training_params(impl, params)
+    point = grid_points(tune["grid"])[int(wildcards.point)]
+    return json.dumps({"override": point, "params": {**base, **point},
+                       "epochs": grid_epochs(tune["grid"], base["epochs"])}, sort_keys=True)
+
+
+def tune_settings_json(wildcards):
+    """The validation split and its relevance (what every grid point is scored on)."""
+    tune = config[wildcards.dataset]["tune"]
+    keys = ("relevance", "query_fraction", "database_fraction", "seed", "topk", "bits")
+    return json.dumps({k: tune[k] for k in keys}, sort_keys=True)
+
+
+def tune_point_files(wildcards):
+    n = len(grid_points(config[wildcards.dataset]["tune"]["grid"]))
+    return [f"results/{wildcards.dataset}/tune/{wildcards.method}/point_{i}.json"
+            for i in range(n)]
+
+
+def train_inputs(wildcards):
+    """The train rule's inputs; a tuned row also reads its selection (`ancient`: a rewritten
+    but unchanged selection does not retrain, the parameters it sets decide)."""
+    d = wildcards.dataset
+    inputs = {k: f"results/{d}/{k}.h5" for k in ("split", "features", "aux")}
+    if tuned(d, wildcards.method):
+        inputs["tune"] = ancient(f"results/{d}/tune/{wildcards.method}.json")
+    return inputs
+
+
+def tune_selection(wildcards):
+    """The selected settings of a tuned row (waits for the tune checkpoint), else {}."""
+    if not tuned(wildcards.dataset, wildcards.method):
+        return {}
+    path = checkpoints.tune.get(dataset=wildcards.dataset, method=wildcards.method).output[0]
+    with open(path) as f:
+        return json.load(f)["selected"]
+
+
+def tune_arg(wildcards, input):
+    return f"--tune {input.tune}" if "tune" in input.keys() else ""
+
+
+def figure_point_json(wildcards):
+    ds = config[wildcards.dataset]
+    impl, params = row_params(wildcards.dataset, "lagnh") if "lagnh" in ds["methods"] else (
+        "lagnh", {**ds["lagnh"], "device": ds["device"]})
+    base = training_params(impl, params)
+    override, epochs = figure_points(wildcards.figure, ds["figures"], base["epochs"])[
+        wildcards.point]
+    return json.dumps({"override": override, "params": {**base, **override}, "epochs": epochs},
+                      sort_keys=True)
+
+
+def figure_point_files(wildcards):
+    ds = config[wildcards.dataset]
+    names = figure_points(wildcards.figure, ds["figures"], ds["lagnh"].get("epochs", 300))
+    return [f"results/{wildcards.dataset}/figures/{wildcards.figure}/{p}.json" for p in names]

@@ -3,9 +3,7 @@
 
 rule train:
     input:
-        split="results/{dataset}/split.h5",
-        features="results/{dataset}/features.h5",
-        aux="results/{dataset}/aux.h5",
+        unpack(train_inputs),
     output:
         model="results/{dataset}/models/{method}_{bits}.pt",
         history="results/{dataset}/models/{method}_{bits}_history.csv",
@@ -13,6 +11,7 @@ rule train:
         impl=method_impl,
         hp=train_params,
         seed=lookup(dpath="{dataset}/seed", within=config),
+        tune=tune_arg,
     # One thread per model: two 1-thread trainings side by side sustain more of a CPU's matmul
     # rate than one 2-thread training (benchmarks/README.md); raise with --set-threads train=N.
     threads: 1
@@ -30,4 +29,4 @@ rule train:
         "python -m pipeline.stages.train --method {wildcards.method} --impl {params.impl} "
         "--bits {wildcards.bits} --split {input.split} --features {input.features} "
         "--aux {input.aux} --params-json {params.hp:q} --seed {params.seed} "
-        "--threads {threads} --out {output.model} --history {output.history} 2> {log}"
+        "--threads {threads} {params.tune} --out {output.model} --history {output.history} 2> {log}"

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "pipeline"
 STAGES = PACKAGE / "stages"
 
-_RULE = re.compile(r"^rule (\w+):", re.M)
+_RULE = re.compile(r"^(?:rule|checkpoint) (\w+):", re.M)
 _MODULE = re.compile(r"python -m (pipeline[\w.]*)")
 
 

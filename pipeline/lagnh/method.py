@@ -102,9 +102,16 @@ def fit(X: np.ndarray, Y: np.ndarray | None, bits: int, params: dict[str, Any] |
         ValueError: bad ``params`` (unknown key, variant or ablation: the message lists the
             valid values), ``bits < 1``, X/Y not 2-D, row counts differing, NaN/inf, ``n < 2``.
     """
+    X, Y, bits, opts = _checked(X, Y, bits, params)
+    result = train_lagnh(X, Y if opts.use_aux else None, bits, opts, seed=seed)
+    return _state(X, Y, bits, opts, seed, result.generator, result.discriminator, result.sigma,
+                  result.history)
+
+
+def _checked(X: Any, Y: Any, bits: Any, params: dict[str, Any] | None
+             ) -> tuple[np.ndarray, np.ndarray, int, LAGNHOptions]:
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits < 1:
         raise ValueError(f"lagnh: bits must be an integer >= 1, got {bits!r}")
-    bits = int(bits)
     opts = resolve_options(params)
     X = _check_features(X)
     n = X.shape[0]
@@ -115,10 +122,14 @@ def fit(X: np.ndarray, Y: np.ndarray | None, bits: int, params: dict[str, Any] |
             raise ValueError("lagnh: auxiliary labels Y are required (only ablation 'no-aux' "
                              "runs without them)")
         Y = np.zeros((n, 0), dtype=np.float32)
-    Y = _check_labels(Y, n)
+    return X, _check_labels(Y, n), int(bits), opts
 
-    result = train_lagnh(X, Y if opts.use_aux else None, bits, opts, seed=seed)
-    gen = result.generator
+
+def _state(X: np.ndarray, Y: np.ndarray, bits: int, opts: LAGNHOptions, seed: int,
+           gen: torch.nn.Module, disc: torch.nn.Module, sigma: float | None,
+           history: list[dict[str, float]]) -> dict[str, Any]:
+    """The ``torch.save``-able state of trained networks (table in the module doc)."""
+    n = X.shape[0]
     device = next(gen.parameters()).device
     with torch.no_grad():
         xbar = torch.cat([
@@ -135,12 +146,45 @@ def fit(X: np.ndarray, Y: np.ndarray | None, bits: int, params: dict[str, Any] |
         "seed": int(seed),
         "options": opts.to_dict(),
         "generator": {k: v.detach().cpu().clone() for k, v in gen.state_dict().items()},
-        "discriminator": {k: v.detach().cpu().clone()
-                          for k, v in result.discriminator.state_dict().items()},
+        "discriminator": {k: v.detach().cpu().clone() for k, v in disc.state_dict().items()},
         "reference": {"xbar": xbar.contiguous(), "y": ref_y},
-        "sigma": result.sigma,
-        "history": result.history,
+        "sigma": sigma,
+        "history": history,
     }
+
+
+def fit_checkpoints(X: np.ndarray, Y: np.ndarray | None, bits: int,
+                    params: dict[str, Any] | None, seed: int,
+                    epochs: list[int]) -> dict[int, dict[str, Any]]:
+    """States after each of ``epochs`` from one training of ``max(epochs)`` epochs.
+
+    The state at epoch e is the one :func:`fit` returns with ``epochs: e`` (same seed): the
+    training loop has no schedule that depends on the total, and the snapshots leave its RNG
+    alone (:func:`~pipeline.lagnh.training.train_lagnh`'s ``on_epoch``).
+    """
+    wanted = sorted({int(e) for e in epochs})
+    if not wanted or wanted[0] < 1:
+        raise ValueError(f"lagnh: checkpoint epochs must be >= 1, got {epochs}")
+    X, Y, bits, opts = _checked(X, Y, bits, {**(params or {}), "epochs": wanted[-1]})
+    snaps: dict[int, tuple[dict, dict, float | None]] = {}
+
+    def keep(epoch: int, gen: torch.nn.Module, disc: torch.nn.Module, sigma: float | None):
+        if epoch in wanted:
+            snaps[epoch] = ({k: v.detach().clone() for k, v in gen.state_dict().items()},
+                            {k: v.detach().clone() for k, v in disc.state_dict().items()},
+                            sigma)
+
+    result = train_lagnh(X, Y if opts.use_aux else None, bits, opts, seed=seed, on_epoch=keep)
+    gen, disc = result.generator, result.discriminator
+    states = {}
+    for epoch in wanted:
+        g_sd, d_sd, sigma = snaps[epoch]
+        gen.load_state_dict(g_sd)
+        disc.load_state_dict(d_sd)
+        e_opts = dataclasses.replace(opts, epochs=epoch)
+        states[epoch] = _state(X, Y, bits, e_opts, seed, gen, disc, sigma,
+                               result.history[:epoch])
+    return states
 
 
 def uses_aux(params: dict[str, Any]) -> bool:

@@ -166,12 +166,18 @@ def train_lagnh(
     opts: LAGNHOptions,
     seed: int = 0,
     log: Callable[[str], Any] | None = None,
+    on_epoch: Callable[[int, LAGNHGenerator, Discriminator, float | None], Any] | None = None,
 ) -> TrainResult:
     """Train LAGNH on features ``X`` (n, d) and auxiliary labels ``Y`` (n, c) for ``opts.epochs``.
 
     Inputs are assumed validated (see :func:`pipeline.lagnh.method.fit`). The networks are returned
     on the training device in eval mode; ``history`` has one dict per epoch with ``epoch``,
     the means over batches of :data:`HISTORY_TERMS` and the epoch's wall time ``seconds``.
+
+    ``on_epoch(epoch, generator, discriminator, sigma)``, when given, is called after every
+    epoch (networks still in training mode); it must copy what it keeps and must not draw from
+    torch's RNG (e.g. ``state_dict`` clones only): then the training is unchanged by it, and a
+    snapshot at epoch e equals the result of training for e epochs.
     """
     device = pick_device(opts.device)
     n, d = X.shape
@@ -209,6 +215,8 @@ def train_lagnh(
             row["seconds"] = time.perf_counter() - t0
             history.append(row)
             sigma = float(sums["sigma"] / batches) if "sigma" in sums else None
+            if on_epoch is not None:
+                on_epoch(epoch, gen, disc, sigma)
             if log is not None:
                 log(f"epoch {epoch}/{opts.epochs} " + " ".join(
                     f"{k}={row[k]:.4g}" for k in HISTORY_TERMS) + f" ({row['seconds']:.2f}s)")

@@ -184,6 +184,17 @@ def aux_note(results: list[dict[str, Any]]) -> str:
                 f"k={sel['repeats']} at {r['bits']} bits ({src}"
                 + (f" MAP {sel['validation_map']:.3f}" if sel.get("validation_map") is not None
                    else "") + ")")
+    tuned = {}
+    for r in sorted(results, key=lambda r: (method_sort_key(r["method"]), r["bits"] or 0)):
+        sel = r.get("selected") or {}
+        if "relevance" in sel and sel.get("source") == "validation":
+            picked = ", ".join(f"{k}={v}" for k, v in sorted(sel.items())
+                               if k not in ("source", "validation_map", "relevance"))
+            tuned.setdefault(r["method"], f"{picked} (validation MAP "
+                             f"{sel['validation_map']:.3f}, relevance {sel['relevance']})")
+    for m, picked in tuned.items():
+        text += (f" {DISPLAY.get(m, m)}: {picked} chosen on a validation split of the "
+                 "training images (rules/tune.smk); its other settings from config.")
     for m, parts in chosen.items():
         text += (f" {DISPLAY.get(m, m)}: auxiliary bits repeated k times, then ITQ bits; k "
                  f"chosen on a validation split of the training images: {', '.join(parts)}.")

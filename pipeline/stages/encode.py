@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
              attrs={"method": method, "impl": ckpt["impl"], "bits": ckpt["bits"],
                     "code_bits": width, "uses_aux": uses_aux(module, params),
                     "selected": state.get("selected") or {},
+                    "settings_source": ckpt.get("settings_source") or {},
+                    "train_params": ckpt["params"],
                     "params": params, "seed": ckpt["seed"], "model_file": a.model,
                     "encode_seconds": seconds, "n_invalid_images": n_invalid,
                     "bit_order": "np.packbits big-endian, 1 = +1",

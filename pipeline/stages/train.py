@@ -25,6 +25,7 @@ from pipeline.data.split_table import TRAIN
 from pipeline.device import set_threads
 from pipeline.methods import get_method, uses_train_labels
 from pipeline.stage_inputs import load_inputs
+from pipeline.tuning import read_json, settings_source
 
 log = logging.getLogger("pipeline.train")
 
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--history", required=True)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--tune", default=None, help="the tune stage's selection, merged into "
+                   "--params-json by the workflow: recorded as the settings' source")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     set_threads(a.threads)
@@ -63,10 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     state = module.fit(X, Y, a.bits, params, a.seed, **extra)
     seconds = time.time() - t0
     log.info("trained in %.2f s", seconds)
+    tuned = read_json(a.tune) if a.tune else None
+    if tuned is not None:
+        if any(params.get(k) != v for k, v in tuned["selected"].items()):
+            raise SystemExit(f"{a.tune}: selection {tuned['selected']} not in --params-json")
+        state["selected"] = {"source": "validation", "validation_map": tuned["val_map"],
+                             "relevance": tuned["relevance"], **tuned["selected"]}
+    sources = settings_source(params, tuned)
     history = state.pop("history", None) or [{"step": 0, "train_seconds": seconds}]
     ckpt = {"method": a.method, "impl": impl, "bits": a.bits, "params": params,
             "seed": a.seed, "state": state, "train_ids": inp.ids[rows],
-            "train_seconds": seconds, "feature_attrs": inp.feature_attrs}
+            "train_seconds": seconds, "feature_attrs": inp.feature_attrs,
+            "settings_source": sources, "tune_file": a.tune}
     with atomic_path(a.out) as tmp:
         torch.save(ckpt, tmp)
     with atomic_path(a.history) as tmp:
