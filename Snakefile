@@ -18,6 +18,7 @@ report: "captions/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/common_tune.smk"
 include: "rules/data.smk"
 include: "rules/features.smk"
 include: "rules/auxiliary.smk"
