@@ -26,6 +26,7 @@ include: "rules/train.smk"
 include: "rules/encode.smk"
 include: "rules/evaluate.smk"
 include: "rules/plots.smk"
+include: "rules/index.smk"
 
 
 rule all:

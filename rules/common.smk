@@ -38,6 +38,7 @@ wildcard_constraints:
     method="[a-z][a-z0-9_]*",
     bits="[0-9]+",
     archive="[A-Za-z0-9_]+",
+    name="[a-z][a-z0-9_]*",
 
 
 def final_targets():
