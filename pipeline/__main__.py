@@ -7,6 +7,7 @@ Tools for looking at results by hand, not workflow stages (those are :mod:`pipel
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -93,9 +94,10 @@ def image_search_main(argv: list[str]) -> int:
             raise ValueError("-k must be >= 1")
         ds = load_config(a.configfile, a.dataset)
         det = load_detections(a.detections) if a.detections else None
-        result = search_images(a.image, ds, DatasetFiles(a.dataset), a.method, a.bits, a.k,
-                               index=a.index, index_only=a.index_only, device=a.device,
-                               tags=a.tags, detections=det)
+        with contextlib.redirect_stdout(sys.stderr):  # libraries that print keep stdout JSON
+            result = search_images(a.image, ds, DatasetFiles(a.dataset), a.method, a.bits,
+                                   a.k, index=a.index, index_only=a.index_only,
+                                   device=a.device, tags=a.tags, detections=det)
         if a.gallery:
             from pipeline.plots.neighbours import render_search_gallery
 

@@ -1,30 +1,6 @@
 # Additional image collections ({dataset}.index.{name}) encoded with the dataset's trained
 # models: a database grows without retraining. python -m pipeline search --index NAME reads them.
-
-
-def index_section(wildcards):
-    """The config section index.NAME as sorted JSON (a missing NAME fails with the key)."""
-    index = config[wildcards.dataset]["index"]
-    if wildcards.name not in index:
-        raise ValueError(f"config: {wildcards.dataset}.index has no collection "
-                         f"'{wildcards.name}' (known: {sorted(index)})")
-    return json.dumps(index[wildcards.name], sort_keys=True)
-
-
-def index_split_inputs(wildcards):
-    section = json.loads(index_section(wildcards))
-    inputs = {"split": f"results/{wildcards.dataset}/split.h5", "images": section["images"]}
-    if section.get("instances"):
-        inputs["instances"] = section["instances"]
-    return inputs
-
-
-def index_detect_inputs(wildcards):
-    d = f"results/{wildcards.dataset}/index/{wildcards.name}"
-    inputs = {"split": f"{d}/split.h5"}
-    if config[wildcards.dataset]["detector"]["kind"] == "cell_classifier":
-        inputs["checkpoint"] = f"resources/{wildcards.dataset}/cell_classifier.pt"
-    return inputs
+# Their input functions are in rules/common.smk.
 
 
 rule index_split:
@@ -36,6 +12,8 @@ rule index_split:
         index=index_section,
     log:
         "logs/index_split/{dataset}_{name}.log",
+    benchmark:
+        "logs/benchmarks/index_split/{dataset}_{name}.tsv"
     conda:
         "../envs/data.yaml"
     resources:
@@ -58,6 +36,8 @@ rule index_features:
     threads: 2
     log:
         "logs/index_features/{dataset}_{name}.log",
+    benchmark:
+        "logs/benchmarks/index_features/{dataset}_{name}.tsv"
     conda:
         "../envs/torch.yaml"
     resources:
@@ -83,6 +63,8 @@ rule index_aux:
     threads: 2
     log:
         "logs/index_aux/{dataset}_{name}.log",
+    benchmark:
+        "logs/benchmarks/index_aux/{dataset}_{name}.tsv"
     conda:
         "../envs/torch.yaml"
     resources:
@@ -109,6 +91,8 @@ rule index_encode:
     threads: 2
     log:
         "logs/index_encode/{dataset}_{name}_{method}_{bits}.log",
+    benchmark:
+        "logs/benchmarks/index_encode/{dataset}_{name}_{method}_{bits}.tsv"
     conda:
         "../envs/torch.yaml"
     resources:
