@@ -70,7 +70,8 @@ def build_image_search_parser() -> argparse.ArgumentParser:
                           "image ('' for none) instead of the detector")
     p.add_argument("--configfile", nargs="+", default=["config.yaml"],
                    help="config file(s), merged in order (default config.yaml)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda or auto (default: the dataset's device, as the stages)")
     p.add_argument("--out", default=None, help="write the JSON here instead of stdout")
     p.add_argument("--gallery", default=None, metavar="PNG",
                    help="also draw each image and its top-k into this PNG")
@@ -94,10 +95,13 @@ def image_search_main(argv: list[str]) -> int:
             raise ValueError("-k must be >= 1")
         ds = load_config(a.configfile, a.dataset)
         det = load_detections(a.detections) if a.detections else None
+        from pipeline.device import pick_device
+
+        device = pick_device(a.device or ds["device"])
         with contextlib.redirect_stdout(sys.stderr):  # libraries that print keep stdout JSON
             result = search_images(a.image, ds, DatasetFiles(a.dataset), a.method, a.bits,
                                    a.k, index=a.index, index_only=a.index_only,
-                                   device=a.device, tags=a.tags, detections=det)
+                                   device=device, tags=a.tags, detections=det)
         if a.gallery:
             from pipeline.plots.neighbours import render_search_gallery
 
@@ -126,8 +130,9 @@ def mosaic_main(argv: list[str]) -> int:
     p.add_argument("--classes", nargs="+", required=True,
                    help="class of each item: index 0-9 or name (e.g. 3 7, or Dress Sneaker)")
     p.add_argument("--out", required=True, help="image file to write (.png or .jpg)")
-    p.add_argument("--instances", default="resources/demo/instances_all.json",
-                   help="the demo's instances file: its items are not reused")
+    p.add_argument("--instances", default=None,
+                   help="the demo's instances file, whose items are not reused (default: the "
+                        "dataset's source.instances)")
     p.add_argument("--configfile", nargs="+", default=["config.yaml"])
     p.add_argument("--dataset", default="demo")
     p.add_argument("--seed", type=int, default=0, help="chooses items, cells and offsets")
@@ -135,8 +140,12 @@ def mosaic_main(argv: list[str]) -> int:
     from pipeline.retrieval.new_images import load_config
 
     try:
-        build = load_config(a.configfile, a.dataset)["source"].get("build", {})
-        info = new_mosaic(a.classes, build, a.instances, a.out, seed=a.seed)
+        source = load_config(a.configfile, a.dataset)["source"]
+        if source["kind"] != "demo":
+            raise ValueError(f"dataset {a.dataset} is not a demo collection (source.kind "
+                             f"{source['kind']})")
+        info = new_mosaic(a.classes, source["build"], a.instances or source["instances"],
+                          a.out, seed=a.seed)
     except (FileNotFoundError, KeyError, ValueError, OSError) as e:
         print(f"mosaic: error: {e}", file=sys.stderr)
         return 2
