@@ -72,6 +72,9 @@ def build_image_search_parser() -> argparse.ArgumentParser:
                    help="config file(s), merged in order (default config.yaml)")
     p.add_argument("--device", default=None,
                    help="cpu, cuda or auto (default: the dataset's device, as the stages)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="CPU threads (default 2, as the features and encode rules: the CPU's "
+                        "last bits depend on the thread count)")
     p.add_argument("--out", default=None, help="write the JSON here instead of stdout")
     p.add_argument("--gallery", default=None, metavar="PNG",
                    help="also draw each image and its top-k into this PNG")
@@ -95,8 +98,9 @@ def image_search_main(argv: list[str]) -> int:
             raise ValueError("-k must be >= 1")
         ds = load_config(a.configfile, a.dataset)
         det = load_detections(a.detections) if a.detections else None
-        from pipeline.device import pick_device
+        from pipeline.device import pick_device, set_threads
 
+        set_threads(a.threads)
         device = pick_device(a.device or ds["device"])
         with contextlib.redirect_stdout(sys.stderr):  # libraries that print keep stdout JSON
             result = search_images(a.image, ds, DatasetFiles(a.dataset), a.method, a.bits,
