@@ -15,7 +15,9 @@ import sys
 def build_search_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline search",
                                 description="Search: the Hamming top-k retrieval images for an "
-                                            "image that is already encoded.")
+                                            "image that is already encoded. For an image file "
+                                            "the pipeline has not seen: search --dataset D "
+                                            "--bits R --image PATH (search --image x --help).")
     p.add_argument("--codes", required=True, help="results/{dataset}/codes/{method}_{bits}.h5")
     p.add_argument("--split", required=True, help="results/{dataset}/split.h5")
     who = p.add_mutually_exclusive_group(required=True)

@@ -306,3 +306,28 @@ def test_index_target_is_planned_and_a_bad_index_refused(tmp_path):
     text = run.stdout + run.stderr
     assert run.returncode != 0 and "'images' is a required property" in text, text[-2000:]
 
+
+
+def test_detections_given_on_the_command_line_replace_the_detector(chain, monkeypatch, tmp_path):
+    """``--detections``: detections.json's layout, image_id = position on the command line."""
+    monkeypatch.chdir(chain["work"])
+    det = json.loads((chain["work"] / "results/demo/detections.json").read_text())
+    aux, _ = read_h5(chain["files"].aux, ["ids", "aux_labels"])
+    row = int(np.flatnonzero(aux["aux_labels"].sum(1) > 0)[-1])  # an image with labels
+    image_id = int(aux["ids"][row])
+    mine = {"categories": det["categories"],
+            "detections": [{**d, "image_id": 1} for d in det["detections"]
+                           if d["image_id"] == image_id]}
+    given = tmp_path / "det.json"
+    given.write_text(json.dumps(mine))
+    out = tmp_path / "hits.json"
+    assert cli(["search", "--dataset", "demo", "--bits", "16", "--image",
+                chain["paths"][row], "--detections", str(given), "-k", "2",
+                "--configfile", str(chain["config"]), "--out", str(out)]) == 0
+    q = json.loads(out.read_text())["queries"][0]
+    names = read_h5(chain["files"].split, ["ids"])[1]["class_names"]
+    assert q["aux_labels"] == [names[c] for c in np.flatnonzero(aux["aux_labels"][row])]
+    given.write_text(json.dumps({"detections": []}))
+    assert cli(["search", "--dataset", "demo", "--bits", "16", "--image",
+                chain["paths"][row], "--detections", str(given),
+                "--configfile", str(chain["config"])]) == 2
