@@ -169,7 +169,7 @@ def collection_images(instances: str | os.PathLike | None
     if instances is None:
         return None
     with open(instances, encoding="utf-8") as fh:
-        images = json.load(fh).get("images", [])
+        images = json.load(fh).get("images") or []
     return ({int(im["id"]) for im in images},
             {str(im.get("file_name")) for im in images} | {
                 Path(str(im.get("file_name"))).name for im in images})
@@ -286,7 +286,7 @@ def results_inputs(ds: Mapping[str, Any]) -> dict[str, str]:
     """The files the ``detect`` rule reads for a dataset section ``ds`` with kind
     ``coco_results`` (none for other kinds): the results json, the categories file if one is
     named, and the collection's instances file (default categories, images outside the split)."""
-    det, src = ds["detector"], ds.get("source", {})
+    det, src = ds["detector"], ds.get("source") or {}
     if det.get("kind") != "coco_results":
         return {}
     inputs = {"results": str(det["path"])}
@@ -304,7 +304,7 @@ def check_detector(dataset: str, ds: Mapping[str, Any]) -> None:
         ValueError: naming the key and the fix: ``path``/``categories`` given to another kind;
             the results or categories file missing; no categories to be had.
     """
-    det, src = ds.get("detector", {}), ds.get("source", {})
+    det, src = ds.get("detector") or {}, ds.get("source") or {}
     where = f"config: {dataset}.detector"
     if det.get("kind") != "coco_results":
         extra = [k for k in ("path", "categories") if k in det]
