@@ -7,7 +7,8 @@ demo mosaic), rendered into a cell exactly as the mosaics are, plus blank cells 
 "empty" class, so its mistakes on the demo are those of a model on unseen images.
 
 The ``cell_classifier`` stage (:mod:`pipeline.stages.cell_classifier`) trains it with
-:func:`train`; the ``detect`` stage runs it with :func:`detect` (detector kind ``cell_classifier``).
+:func:`train`; the ``detect`` stage streams :func:`iter_detect` to disk (detector kind
+``cell_classifier``).
 """
 
 from __future__ import annotations
