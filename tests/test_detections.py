@@ -397,3 +397,23 @@ def test_a_score_equal_to_the_threshold_counts_in_the_file_path(tmp_path):
         w.commit()
     aux, _, _, _ = detections_file_to_aux(str(path), np.array([1, 2]), ["a"], {}, 0.7)
     assert aux[:, 0].tolist() == [1, 0]
+
+
+def test_rewind_forgets_the_images_after_it(tmp_path):
+    """Rewinding to a batch boundary and adding other images gives the file written directly."""
+    cats = {"detector": {}, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+
+    def image(cid: int, n: int) -> list[dict]:
+        return [{"category_id": cid, "score": 0.1 * (k + 1), "bbox": [k, 0, 1, 1]}
+                for k in range(n)]
+
+    with DetectionWriter(tmp_path / "a.h5", ids=np.arange(3), resume_key={}, attrs=cats) as w:
+        w.add(dets_to_arrays([image(1, 2), image(2, 1), image(1, 3)]))
+        w.rewind(1)
+        w.add(dets_to_arrays([image(2, 4), image(2, 0)]))
+        w.commit()
+    with DetectionWriter(tmp_path / "b.h5", ids=np.arange(3), resume_key={}, attrs=cats) as w:
+        w.add(dets_to_arrays([image(1, 2), image(2, 4), image(2, 0)]))
+        w.commit()
+    _same_files(tmp_path / "a.h5", tmp_path / "b.h5")
+    assert read_h5(tmp_path / "a.h5")[0]["det_row"].tolist() == [0, 0, 1, 1, 1, 1]
