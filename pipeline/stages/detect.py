@@ -33,7 +33,6 @@ from pipeline import schema
 from pipeline.artifacts import read_h5
 from pipeline.detectors import detector_module
 from pipeline.detectors.store import DetectionWriter, dets_to_arrays, file_sha256
-from pipeline.device import pick_device, set_threads
 
 log = logging.getLogger("pipeline.detect")
 
@@ -121,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="images between durable commits of the partial file")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    set_threads(a.threads)
     cfg = json.loads(a.detector_json)
     if a.checkpoint:
         cfg["checkpoint"] = a.checkpoint
@@ -138,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         convert_results(module, [str(x) for x in data["paths"]], ids, cfg, a.out, a.instances,
                         meta)
     else:
+        from pipeline.device import pick_device, set_threads  # torch: not for coco_results
+
+        set_threads(a.threads)
         paths = [str(root / x) for x in data["paths"]]
         _exit_on_sigterm()
         run_detector(module, paths, ids, cfg, a.out, pick_device(a.device),
