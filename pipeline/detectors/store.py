@@ -102,6 +102,9 @@ class DetectionWriter:
                 self.f.create_dataset(name, shape=(0, *tail), maxshape=(None, *tail),
                                       dtype=dtype, chunks=(CHUNK, *tail), compression="gzip",
                                       shuffle=True)
+            for name in self.f:  # dimension labels, as every artifact's rows carry
+                self.f[name].dims[0].label = "detection" if name.startswith("det_") else "image"
+            self.f["det_bbox"].dims[1].label = "xywh"
             self.f.attrs["resume-key"] = self._key
             self.commit()
         _root_attrs(self.f, "detect", self.n_rows, attrs)
