@@ -9,7 +9,8 @@ auxiliary stage that reads the detections in bounded blocks.
   as ``json.load`` does;
 * the cell classifier stopped after 7 of 11 images (an injected failure, and a SIGTERM'd
   subprocess) resumes from its last commit and writes the same file; a changed checkpoint
-  discards the partial file;
+  discards the partial file; commits come by time as well as by image count; rewinding forgets
+  the images after the boundary;
 * :func:`pipeline.detectors.store.iter_blocks` is a generator of bounded blocks and the
   auxiliary labels of a 400,000-detection file are built within a tracemalloc bound far below
   the size of its columns, equal to :func:`scores_to_multihot`'s.
@@ -417,3 +418,27 @@ def test_rewind_forgets_the_images_after_it(tmp_path):
         w.commit()
     _same_files(tmp_path / "a.h5", tmp_path / "b.h5")
     assert read_h5(tmp_path / "a.h5")[0]["det_row"].tolist() == [0, 0, 1, 1, 1, 1]
+
+
+def test_a_slow_detector_commits_by_time_too(tmp_path, monkeypatch):
+    """With many images per commit, a commit still comes at the first batch boundary after
+    COMMIT_SECONDS (here 0): a failure after 7 images keeps 6."""
+    import pipeline.stages.detect as detect_stage
+
+    split, cfg = _cell_setup(tmp_path)
+    real = cell_mlp.iter_detect
+
+    def failing(paths, ids, c, device, **kw):
+        for k, item in enumerate(real(paths, ids, c, device, **kw)):
+            if k == 7:
+                raise RuntimeError("injected")
+            yield item
+
+    monkeypatch.setattr(cell_mlp, "iter_detect", failing)
+    monkeypatch.setattr(detect_stage, "COMMIT_SECONDS", 0.0)
+    out = tmp_path / "detections.h5"
+    with pytest.raises(RuntimeError):
+        detect_main(["--split", str(split), "--detector-json", json.dumps(cfg), "--out",
+                     str(out), "--commit-images", "1000"])
+    with h5py.File(partial_path(out)) as f:
+        assert f.attrs["rows-complete"] == 6
