@@ -14,7 +14,8 @@ by name.
 
 Detections stream to disk batch by batch and a killed or failed run resumes where it stopped
 (:mod:`pipeline.detectors.store`: the format, the fingerprint, the partial file); a commit is
-made every ``--commit-images`` images, rounded up to whole detector batches.
+made every ``--commit-images`` images (rounded up to whole detector batches) or at the first
+batch boundary after a minute, whichever comes first.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import hashlib
 import json
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,8 @@ log = logging.getLogger("pipeline.detect")
 
 #: images between durable commits of the partial file (before rounding up to whole batches)
 COMMIT_IMAGES = 1024
+#: ... or seconds, whichever comes first (a slow detector on a CPU loses at most this much)
+COMMIT_SECONDS = 60.0
 
 
 def _exit_on_sigterm() -> None:
@@ -64,14 +68,17 @@ def run_detector(module: Any, paths: list[str], ids: np.ndarray, cfg: dict[str, 
         w.rewind(start)
         pending: list[list[dict[str, Any]]] = []
         valid: list[int] = []
+        last = time.monotonic()
         for _, found in module.iter_detect(paths[start:], ids[start:], cfg, device):
             pending.append(found or [])
             valid.append(found is not None)
             if len(pending) % batch == 0 or w.rows_done + len(pending) == len(paths):
                 w.add(dets_to_arrays(pending), np.asarray(valid, np.uint8))
                 pending, valid = [], []
-                if w.rows_done % step == 0 or w.rows_done == len(paths):
+                if w.rows_done % step == 0 or w.rows_done == len(paths) \
+                        or time.monotonic() - last > COMMIT_SECONDS:
                     w.commit()
+                    last = time.monotonic()
         w.commit()
     skipped = int(len(paths) - np.count_nonzero(read_h5(out, ["valid"])[0]["valid"]))
     if skipped:
