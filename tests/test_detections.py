@@ -442,3 +442,8 @@ def test_a_slow_detector_commits_by_time_too(tmp_path, monkeypatch):
                      str(out), "--commit-images", "1000"])
     with h5py.File(partial_path(out)) as f:
         assert f.attrs["rows-complete"] == 6
+
+
+def test_coco_results_refuses_to_run_on_new_images():
+    with pytest.raises(ValueError, match="cannot run on new images: .*--detections"):
+        coco_results.detect(["new.jpg"], np.array([1]), {"kind": "coco_results"})

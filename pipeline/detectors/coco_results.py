@@ -325,3 +325,16 @@ def check_detector(dataset: str, ds: Mapping[str, Any]) -> None:
         raise ValueError(f"{where}.categories: this collection has no instances file to take "
                          "the detector's classes from; set it to coco2017 (a COCO-trained "
                          "detector) or to a json file with a 'categories' list")
+
+
+def detect(image_paths: Sequence[str], ids: np.ndarray, cfg: Mapping[str, Any],
+           device: str = "cpu") -> tuple[list[dict[str, Any]], list[int]]:
+    """A results file cannot be run on new images (what ``search`` would ask of a detector).
+
+    Raises:
+        ValueError: always, naming the fix: give the new images' detections from your
+            detector (``search --detections``), or their class names (``--tags``).
+    """
+    raise ValueError("detector kind coco_results reads a results file your detector wrote; it "
+                     "cannot run on new images: run your detector on them and give its output "
+                     "with --detections (or their class names with --tags)")
