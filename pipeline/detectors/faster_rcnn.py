@@ -73,7 +73,7 @@ def label_to_coco_id(categories: Sequence[str],
 def categories(cfg: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The classes :func:`detect` emits, ``{"id": COCO category id, "name"}`` each: MS COCO
     2017's 80 (:func:`label_to_coco_id` refuses weights that lack any of them). Recorded in
-    ``detections.json`` so the auxiliary stage matches them to the dataset's classes by name."""
+    ``detections.h5`` so the auxiliary stage matches them to the dataset's classes by name."""
     return [{"id": cid, "name": name} for cid, name in COCO2017_CATEGORIES]
 
 
