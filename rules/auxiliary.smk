@@ -1,5 +1,7 @@
 # Auxiliary labels: a detector's outputs (kept above a low score floor), then thresholding.
-# Changing auxiliary.threshold reruns only the `auxiliary` rule, not the detector.
+# Changing auxiliary.threshold reruns only the `auxiliary` rule, not the detector. With
+# detector.kind coco_results the detect rule reads the user's results json (an input: editing
+# it reruns detect and what follows, not features).
 
 
 rule cell_classifier:
@@ -26,10 +28,11 @@ rule detect:
     input:
         unpack(detect_inputs),
     output:
-        "results/{dataset}/detections.json",
+        "results/{dataset}/detections.h5",
     params:
         detector=section_json("detector"),
         checkpoint=checkpoint_arg,
+        instances=instances_arg,
         device=lookup(dpath="{dataset}/device", within=config),
     threads: 2
     log:
@@ -44,7 +47,8 @@ rule detect:
         gpu=gpu_detect,
     shell:
         "python -m pipeline.stages.detect --split {input.split} "
-        "--detector-json {params.detector:q} {params.checkpoint} --device {params.device} "
+        "--detector-json {params.detector:q} {params.checkpoint} {params.instances} "
+        "--device {params.device} "
         "--threads {threads} --out {output} 2> {log}"
 
 

@@ -8,6 +8,7 @@ import sys
 
 from snakemake.utils import validate
 
+from pipeline.detectors.coco_results import check_detector, results_inputs
 from pipeline.methods import check_params, training_params
 
 # Fills every default (the schema is the only place one lives), sections left out included.
@@ -31,6 +32,7 @@ def row_params(dataset, row):
 for _dataset, _ds in config.items():  # a bad methods row stops the run before any job
     for _row in _ds["methods"]:
         check_params(*row_params(_dataset, _row), where=f"config: {_dataset}.methods.{_row}")
+    check_detector(_dataset, _ds)  # coco_results: the user's files exist; keys of its kind
 
 
 wildcard_constraints:
@@ -89,7 +91,7 @@ def uses_tags(wildcards):
 def aux_inputs(wildcards):
     inputs = {"split": f"results/{wildcards.dataset}/split.h5"}
     if not uses_tags(wildcards):
-        inputs["detections"] = f"results/{wildcards.dataset}/detections.json"
+        inputs["detections"] = f"results/{wildcards.dataset}/detections.h5"
     return inputs
 
 
@@ -105,7 +107,12 @@ def detect_inputs(wildcards):
     inputs = {"split": f"results/{wildcards.dataset}/split.h5"}
     if config[wildcards.dataset]["detector"]["kind"] == "cell_classifier":
         inputs["checkpoint"] = f"resources/{wildcards.dataset}/cell_classifier.pt"
+    inputs.update(results_inputs(config[wildcards.dataset]))  # coco_results: the user's files
     return inputs
+
+
+def instances_arg(wildcards, input):
+    return f"--instances {input.instances}" if "instances" in input.keys() else ""
 
 
 def checkpoint_arg(wildcards, input):

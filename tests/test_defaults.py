@@ -20,6 +20,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -235,12 +236,59 @@ mine:                                        # a COCO-format collection of your 
     images: {root}/images                    # the folder its file_name values are under
   split: {{protocol: random, train: 20, query: 5}}   # retrieval: all the other images
   features: {{backbone: vgg16_fc7}}
-  detector: {{kind: faster_rcnn}}              # COCO-trained detections -> auxiliary labels
-  auxiliary:                                 # your class names differ from COCO's? map them:
+  detector: {{kind: coco_results, path: {root}/detections.json}}   # your detector's results
+  auxiliary:                                 # its class names differ from yours? map them:
     class_map: {{}}                            # detector class -> your class, or null to drop
   bits: [16, 32]
-  methods: {{lsh: {{}}, itq: {{}}, lagnh: {{}}}}
+  methods: {{aux: {{}}, itq: {{}}, lagnh: {{}}}}
 """
+
+#: what the end-to-end run of :data:`MINE` changes so that it runs offline in about a minute
+MINE_OFFLINE = """\
+mine:
+  features: {backbone: efficientnet_lite0, image_size: 32, batch_size: 32}
+  lagnh: {epochs: 2, hidden: 32, d_att: 16, batch_size: 16}
+  eval: {topk: 10, gallery_queries: 1}
+  bits: [16]
+  device: cpu
+"""
+
+
+def _collection(root: Path, n: int = 32) -> dict[int, list[int]]:
+    """``n`` small JPEGs of up to two of 3 classes (COCO ids 1, 4, 6: cat, dog, kite) with a
+    COCO instances file; returns image id → its category ids."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    cats = [{"id": 1, "name": "cat"}, {"id": 4, "name": "dog"}, {"id": 6, "name": "kite"}]
+    truth, images, anns = {}, [], []
+    for i in range(1, n + 1):
+        name = f"im{i:03d}.jpg"
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+            root / "images" / name)
+        images.append({"id": i, "file_name": name, "width": 40, "height": 40})
+        truth[i] = sorted({[1, 4, 6][i % 3], [1, 4, 6][(i // 3) % 3]})
+        for cid in truth[i]:
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": cid,
+                         "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0})
+    (root / "instances.json").write_text(json.dumps(
+        {"images": images, "annotations": anns, "categories": cats}))
+    return truth
+
+
+def _snakemake(tmp_path: Path, *args: str) -> str:
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                          "--directory", str(tmp_path), *args],
+                         capture_output=True, text=True, cwd=ROOT, env=venv_env())
+    text = run.stdout + run.stderr
+    assert run.returncode == 0, text[-3000:]
+    return text
+
+
+def _job_stats(text: str) -> dict[str, int]:
+    return {k: int(v) for k, v in
+            re.findall(r"^(\w+)\s+(\d+)$", text[text.index("Job stats"):], re.M)}
 
 
 def test_a_coco_format_collection_is_one_short_section(tmp_path: Path) -> None:
@@ -249,24 +297,73 @@ def test_a_coco_format_collection_is_one_short_section(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
     (tmp_path / "instances.json").write_text('{"images": [], "annotations": [], '
                                              '"categories": []}')
+    (tmp_path / "detections.json").write_text("[]")
     cfg = yaml.safe_load(section)
     validate(copy.deepcopy(cfg), SCHEMA)
     path = tmp_path / "mine.yaml"
     path.write_text(section)
-    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
-                          "--directory", str(tmp_path), "--configfile", str(path), "-n",
-                          "results/mine_map.csv"],
-                         capture_output=True, text=True, cwd=ROOT, env=venv_env())
-    text = run.stdout + run.stderr
-    assert run.returncode == 0, text[-3000:]
-    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", text[text.index("Job stats"):], re.M))
+    text = _snakemake(tmp_path, "--configfile", str(path), "-n", "results/mine_map.csv")
     rows, bits = 3, 2
-    assert {k: int(v) for k, v in stats.items()} == {
+    assert _job_stats(text) == {
         "split": 1, "features": 1, "detect": 1, "auxiliary": 1, "evaluate_float": 1,
         "train": rows * bits, "encode": rows * bits, "evaluate": rows * bits, "table": 1,
         "report": 1,
         "curves": 1, "gallery": bits, "history_plot": bits,  # LAGNH's loss curves
         "total": 4 + 1 + 3 * rows * bits + 2 + 1 + 2 * bits}
+    # the detect rule reads the user's results json: no file to hand-place
+    (tmp_path / "detections.json").unlink()
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                          "--directory", str(tmp_path), "--configfile", str(path), "-n",
+                          "results/mine_map.csv"],
+                         capture_output=True, text=True, cwd=ROOT, env=venv_env())
+    text = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "mine.detector.path" in text and "detections.json is not a file" in text, text
+
+
+@pytest.mark.slow
+def test_the_coco_format_section_runs_end_to_end_with_its_own_detections(tmp_path: Path):
+    """:data:`MINE` on a 32-image COCO-format collection and a results json of its own
+    detector (noisy: one class missed on every fourth image, a false one on every fifth),
+    offline (:data:`MINE_OFFLINE`): the table is made with nothing placed under results/; the
+    aux row's labels are the detections' above the threshold; editing the results json reruns
+    detect and what follows, never split or features."""
+    from pipeline.artifacts import read_h5
+
+    truth = _collection(tmp_path)
+    results = []
+    for i, cids in truth.items():
+        for k, cid in enumerate(cids):
+            if i % 4 == 0 and k == 0:
+                continue
+            results.append({"image_id": i, "category_id": cid, "score": 0.9,
+                            "bbox": [1.0, 1.0, 5.0, 5.0]})
+        if i % 5 == 0:
+            results.append({"image_id": i, "category_id": 6 if 6 not in cids else 1,
+                            "score": 0.6, "bbox": [0.0, 0.0, 3.0, 3.0]})
+        results.append({"image_id": i, "category_id": 4, "score": 0.2, "bbox": [0, 0, 1, 1]})
+    (tmp_path / "detections.json").write_text(json.dumps(results))
+    (tmp_path / "mine.yaml").write_text(MINE.format(root=tmp_path))
+    (tmp_path / "offline.yaml").write_text(MINE_OFFLINE)
+    configs = ["--configfile", str(tmp_path / "mine.yaml"), str(tmp_path / "offline.yaml")]
+    _snakemake(tmp_path, *configs, "--cores", "2", "results/mine_map.csv")
+    table = (tmp_path / "results" / "mine_map.csv").read_text()
+    assert [line.split(",")[0] for line in table.splitlines()] == [
+        "method", "itq", "aux", "lagnh", "float"]
+    aux, attrs = read_h5(tmp_path / "results" / "mine" / "aux.h5", stage="auxiliary")
+    assert attrs["detector"]["kind"] == "coco_results" and attrs["threshold"] == 0.5
+    names = attrs["class_names"]
+    for i, row in zip(aux["ids"].tolist(), aux["aux_labels"], strict=True):
+        expect = {cid: 1 for cid in truth[i][(1 if i % 4 == 0 else 0):]}
+        if i % 5 == 0:
+            expect[6 if 6 not in truth[i] else 1] = 1
+        assert row.tolist() == [expect.get(cid, 0) for cid in (1, 4, 6)], (i, names)
+    # an edited results file: detect and what follows, not split or features
+    time.sleep(1)
+    (tmp_path / "detections.json").write_text(json.dumps(results[:-1]))
+    jobs = _job_stats(_snakemake(tmp_path, *configs, "-n", "results/mine_map.csv"))
+    assert jobs["detect"] == 1 and jobs["auxiliary"] == 1 and jobs["train"] >= 1
+    assert "features" not in jobs and "split" not in jobs
 
 
 TOY = '''\

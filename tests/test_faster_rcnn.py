@@ -125,6 +125,7 @@ def _aux_run(tmp_path: Path, class_names: list[str], category_ids: list[int],
 
     from pipeline.artifacts import read_h5
     from pipeline.data.split_table import SplitTable, write_split
+    from pipeline.detectors.store import DetectionWriter, dets_to_arrays
     from pipeline.stages.auxiliary import main
 
     n = len(class_names)
@@ -132,10 +133,12 @@ def _aux_run(tmp_path: Path, class_names: list[str], category_ids: list[int],
                        np.zeros((3, n), np.uint8), np.array([0, 1, 2], np.uint8), class_names,
                        str(tmp_path), "random", {"category_ids": category_ids})
     write_split(table, tmp_path / "split.h5", "mine", 0)
-    det = {"detector": {"kind": "faster_rcnn"}, "categories": COCO_CATS,
-           "n_images": 3, "skipped_ids": [], "detections": dets}
-    (tmp_path / "det.json").write_text(json.dumps(det))
-    argv = ["--split", str(tmp_path / "split.h5"), "--detections", str(tmp_path / "det.json"),
+    with DetectionWriter(tmp_path / "det.h5", ids=np.array([1, 2, 3]), resume_key={},
+                         attrs={"detector": {"kind": "faster_rcnn"},
+                                "categories": COCO_CATS}) as w:
+        w.add(dets_to_arrays([[d for d in dets if d["image_id"] == i] for i in (1, 2, 3)]))
+        w.commit()
+    argv = ["--split", str(tmp_path / "split.h5"), "--detections", str(tmp_path / "det.h5"),
             "--threshold", "0.5", "--out", str(tmp_path / "aux.h5")]
     if class_map is not None:
         argv += ["--class-map-json", json.dumps(class_map)]
@@ -179,7 +182,7 @@ def test_mismatched_classes_are_refused_by_name(tmp_path: Path) -> None:
 
 
 def test_detectors_declare_their_classes() -> None:
-    """detections.json records each detector's classes; the demo's match by name."""
+    """detections.h5 records each detector's classes; the demo's match by name."""
     from pipeline.data import fashion_mnist
     from pipeline.detectors import cell_mlp
     from pipeline.detectors.multihot import match_classes

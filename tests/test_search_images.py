@@ -95,8 +95,8 @@ def chain(tmp_path_factory) -> dict:
     cell_classifier.main(["--config-json", js(cc), "--out", str(files.cell_classifier)])
     detect.main(["--split", str(files.split), "--detector-json", js(ds["detector"]),
                  "--checkpoint", str(files.cell_classifier), "--device", "cpu",
-                 "--out", str(res / "detections.json")])
-    auxiliary.main(["--split", str(files.split), "--detections", str(res / "detections.json"),
+                 "--out", str(res / "detections.h5")])
+    auxiliary.main(["--split", str(files.split), "--detections", str(res / "detections.h5"),
                     "--class-map-json", "{}", "--threshold",
                     str(ds["auxiliary"]["threshold"]), "--out", str(files.aux)])
     params = js({**ds["lagnh"]}, sort_keys=True)
@@ -311,13 +311,13 @@ def test_index_target_is_planned_and_a_bad_index_refused(tmp_path):
 def test_detections_given_on_the_command_line_replace_the_detector(chain, monkeypatch, tmp_path):
     """``--detections``: detections.json's layout, image_id = position on the command line."""
     monkeypatch.chdir(chain["work"])
-    det = json.loads((chain["work"] / "results/demo/detections.json").read_text())
+    det, det_attrs = read_h5(chain["work"] / "results/demo/detections.h5")
     aux, _ = read_h5(chain["files"].aux, ["ids", "aux_labels"])
     row = int(np.flatnonzero(aux["aux_labels"].sum(1) > 0)[-1])  # an image with labels
-    image_id = int(aux["ids"][row])
-    mine = {"categories": det["categories"],
-            "detections": [{**d, "image_id": 1} for d in det["detections"]
-                           if d["image_id"] == image_id]}
+    mine = {"categories": det_attrs["categories"],  # that image's detections, image_id 1
+            "detections": [{"image_id": 1, "category_id": int(c), "score": float(s)}
+                           for r, c, s in zip(det["det_row"], det["det_category_id"],
+                                              det["det_score"], strict=True) if r == row]}
     given = tmp_path / "det.json"
     given.write_text(json.dumps(mine))
     out = tmp_path / "hits.json"

@@ -1,6 +1,9 @@
 """Object detectors that turn images into auxiliary semantics (COCO results format).
 
-Each detector module defines ``detect(paths, ids, cfg, device)`` and ``categories(cfg)``;
+Each detector module that runs on images defines ``iter_detect(paths, ids, cfg, device)`` (one
+image's detections at a time, streamed to disk by the ``detect`` stage), ``batch_images(cfg)``,
+``detect(paths, ids, cfg, device)`` (all in memory, for a few images) and ``categories(cfg)``;
+``coco_results`` reads a results file a user already has instead;
 :data:`KINDS` maps a config's ``detector.kind`` to its module. :mod:`pipeline.detectors.multihot`
 turns their detections into multi-hot auxiliary labels.
 """
@@ -14,6 +17,7 @@ from types import ModuleType
 KINDS = {
     "faster_rcnn": "pipeline.detectors.faster_rcnn",
     "cell_classifier": "pipeline.detectors.cell_mlp",
+    "coco_results": "pipeline.detectors.coco_results",  # your own detector's results json
 }
 
 

@@ -7,13 +7,15 @@ demo mosaic), rendered into a cell exactly as the mosaics are, plus blank cells 
 "empty" class, so its mistakes on the demo are those of a model on unseen images.
 
 The ``cell_classifier`` stage (:mod:`pipeline.stages.cell_classifier`) trains it with
-:func:`train`; the ``detect`` stage runs it with :func:`detect` (detector kind ``cell_classifier``).
+:func:`train`; the ``detect`` stage streams :func:`iter_detect` to disk (detector kind
+``cell_classifier``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,48 +119,65 @@ def categories(cfg: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     return [{"id": i + 1, "name": name} for i, name in enumerate(fashion_mnist.CLASS_NAMES)]
 
 
-def detect(image_paths: list[str], ids: np.ndarray, cfg: dict[str, Any],
-           device: str = "cpu") -> tuple[list[dict[str, Any]], list[int]]:
-    """Classify every cell of every image; one detection per (cell, class) with score ≥
-    ``score_floor``, except the empty class. Category ids are class index + 1 (the demo's
-    COCO categories). Unreadable images are skipped with a warning and returned."""
+def batch_images(cfg: dict[str, Any]) -> int:
+    """Images whose cells go through the MLP together (``detector.batch_size``): a resumed run
+    restarts at a multiple of it, so every batch holds the same cells as in an uninterrupted
+    run."""
+    return max(1, int(schema.fill("detector", {"kind": "cell_classifier", **cfg})["batch_size"]))
+
+
+def iter_detect(image_paths: Sequence[str], ids: np.ndarray, cfg: dict[str, Any],
+                device: str = "cpu", *, progress: bool = True
+                ) -> Iterator[tuple[int, list[dict[str, Any]] | None]]:
+    """Classify every cell of every image; yield ``(image id, detections)`` in order, ``None``
+    for an unreadable image (warned). One detection per (cell, class) with score ≥
+    ``score_floor``, except the empty class; category ids are class index + 1 (the demo's COCO
+    categories), ``bbox`` the cell. The cells of :func:`batch_images` images form one batch."""
     cfg = schema.fill("detector", {"kind": "cell_classifier", **cfg})
     model, ckpt = load_model(cfg["checkpoint"])
     grid, floor = ckpt["grid"], float(cfg["score_floor"])
+    step = batch_images(cfg)
+    items = list(zip(image_paths, np.asarray(ids).tolist(), strict=True))
+    for b in tqdm(range(0, len(items), step), desc="detect", unit="batch", mininterval=2,
+                  disable=not progress):
+        cells: list[np.ndarray] = []
+        meta: list[tuple[int, list[int]]] = []  # (position in batch, cell box)
+        found: list[tuple[int, list[dict[str, Any]] | None]] = []
+        for path, image_id in items[b:b + step]:
+            try:
+                with Image.open(path) as im:
+                    gray = np.asarray(im.convert("L"))
+            except (OSError, ValueError) as e:
+                log.warning("skipping unreadable image %s (%s)", path, e)
+                found.append((int(image_id), None))
+                continue
+            found.append((int(image_id), []))
+            h, w = gray.shape
+            ch, cw = h // grid, w // grid
+            for r in range(grid):
+                for c in range(grid):
+                    cells.append(cell_to_input(gray[r * ch:(r + 1) * ch, c * cw:(c + 1) * cw]))
+                    meta.append((len(found) - 1, [c * cw, r * ch, cw, ch]))
+        if cells:
+            with torch.no_grad():
+                prob = torch.softmax(model(torch.from_numpy(np.stack(cells))), 1).numpy()
+            for (pos, box), p in zip(meta, prob, strict=True):
+                image_id, dets = found[pos]
+                for c in np.flatnonzero(p[:EMPTY] >= floor):
+                    dets.append({"image_id": image_id, "category_id": int(c) + 1,
+                                 "bbox": box, "score": round(float(p[c]), 5)})
+        yield from found
+
+
+def detect(image_paths: list[str], ids: np.ndarray, cfg: dict[str, Any],
+           device: str = "cpu") -> tuple[list[dict[str, Any]], list[int]]:
+    """All detections of ``image_paths`` in memory (:func:`iter_detect`), and the ids of the
+    unreadable images: for a few images; the ``detect`` stage streams to disk instead."""
     dets: list[dict[str, Any]] = []
     skipped: list[int] = []
-    batch: list[np.ndarray] = []
-    meta: list[tuple[int, list[float]]] = []
-
-    def flush() -> None:
-        if not batch:
-            return
-        with torch.no_grad():
-            prob = torch.softmax(model(torch.from_numpy(np.stack(batch))), 1).numpy()
-        for (image_id, box), p in zip(meta, prob, strict=True):
-            for c in np.flatnonzero(p[:EMPTY] >= floor):
-                dets.append({"image_id": image_id, "category_id": int(c) + 1,
-                             "bbox": box, "score": round(float(p[c]), 5)})
-        batch.clear()
-        meta.clear()
-
-    for path, image_id in tqdm(list(zip(image_paths, ids, strict=True)), desc="detect",
-                               mininterval=2):
-        try:
-            with Image.open(path) as im:
-                gray = np.asarray(im.convert("L"))
-        except (OSError, ValueError) as e:
-            log.warning("skipping unreadable image %s (%s)", path, e)
-            skipped.append(int(image_id))
-            continue
-        h, w = gray.shape
-        ch, cw = h // grid, w // grid
-        for r in range(grid):
-            for c in range(grid):
-                batch.append(cell_to_input(gray[r * ch:(r + 1) * ch, c * cw:(c + 1) * cw]))
-                meta.append((int(image_id), [c * cw, r * ch, cw, ch]))
-        if len(batch) >= 1024:
-            flush()
-    flush()
+    for image_id, found in iter_detect(image_paths, ids, cfg, device):
+        if found is None:
+            skipped.append(image_id)
+        else:
+            dets.extend(found)
     return dets, skipped
-

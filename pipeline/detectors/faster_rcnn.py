@@ -23,7 +23,7 @@ resizing), ``detections_per_img``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -73,7 +73,7 @@ def label_to_coco_id(categories: Sequence[str],
 def categories(cfg: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The classes :func:`detect` emits, ``{"id": COCO category id, "name"}`` each: MS COCO
     2017's 80 (:func:`label_to_coco_id` refuses weights that lack any of them). Recorded in
-    ``detections.json`` so the auxiliary stage matches them to the dataset's classes by name."""
+    ``detections.h5`` so the auxiliary stage matches them to the dataset's classes by name."""
     return [{"id": cid, "name": name} for cid, name in COCO2017_CATEGORIES]
 
 
@@ -159,22 +159,21 @@ def _device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def detect(image_paths: list[str], ids: np.ndarray, cfg: dict[str, Any],
-           device: str = "cpu") -> tuple[list[dict[str, Any]], list[int]]:
-    """Run the detector on every image; return (COCO results, ids of unreadable images).
+def batch_images(cfg: dict[str, Any]) -> int:
+    """Images per forward pass (``batch_size``): a resumed run restarts at a multiple of it, so
+    every batch holds the same images as in an uninterrupted run."""
+    return max(1, int(_merged(cfg)["batch_size"]))
 
-    Args:
-        image_paths: image files, one per id.
-        ids: image ids written as ``image_id``.
-        cfg: detector config (module docstring); ``score_floor`` keeps detections with
-            score ≥ floor.
-        device: ``cuda[:n]`` (batches of ``batch_size`` images), ``cpu`` or ``auto``; CUDA
-            requested without a GPU falls back to the CPU with a warning.
 
-    Returns:
-        Detections ``{"image_id", "category_id" (COCO sparse id), "bbox" [x, y, w, h],
-        "score"}`` in image order, best first within an image; and the ids of images that
-        could not be decoded (warned, no detections).
+def iter_detect(image_paths: Sequence[str], ids: np.ndarray, cfg: dict[str, Any],
+                device: str = "cpu", *, progress: bool = True
+                ) -> Iterator[tuple[int, list[dict[str, Any]] | None]]:
+    """Run the detector image by image (in batches of :func:`batch_images`); yield
+    ``(image id, detections)`` in order, ``None`` for an image that could not be decoded.
+
+    Detections are COCO results ``{"image_id", "category_id" (COCO sparse id), "bbox"
+    [x, y, w, h], "score"}`` with score ≥ ``score_floor``, best first. ``device``: ``cuda[:n]``,
+    ``cpu`` or ``auto``; CUDA requested without a GPU falls back to the CPU with a warning.
     """
     ids = np.asarray(ids)
     if len(ids) != len(image_paths):
@@ -186,42 +185,60 @@ def detect(image_paths: list[str], ids: np.ndarray, cfg: dict[str, Any],
     model.to(dev)
     to_coco = label_to_coco_id(categories)
     loader = torch.utils.data.DataLoader(
-        _Images(image_paths), batch_size=max(1, int(c["batch_size"])), shuffle=False,
+        _Images(image_paths), batch_size=batch_images(c), shuffle=False,
         num_workers=int(c["num_workers"]), collate_fn=_collate,
         pin_memory=dev.type == "cuda")
-    dets: list[dict[str, Any]] = []
-    skipped: list[int] = []
     dropped = 0
-    bar = tqdm(total=len(image_paths), desc="faster r-cnn", unit="img", mininterval=2)
+    bar = tqdm(total=len(image_paths), desc="faster r-cnn", unit="img", mininterval=2,
+               disable=not progress)
     with torch.inference_mode():
         for batch in loader:
             good = [(i, t) for i, t in batch if isinstance(t, torch.Tensor)]
+            outputs = model([t.to(dev, non_blocking=True) for _, t in good]) if good else []
+            by_index = {i: out for (i, _), out in zip(good, outputs, strict=True)}
             for i, t in batch:
-                if not isinstance(t, torch.Tensor):
+                if i not in by_index:
                     log.warning("skipping unreadable image %s (%s)", image_paths[i], t)
-                    skipped.append(int(ids[i]))
-            if good:
-                outputs = model([t.to(dev, non_blocking=True) for _, t in good])
-                for (i, _), out in zip(good, outputs, strict=True):
-                    boxes = out["boxes"].float().cpu().numpy()
-                    scores = out["scores"].float().cpu().numpy()
-                    labels = out["labels"].cpu().numpy()
-                    for box, score, label in zip(boxes, scores, labels, strict=True):
-                        cid = to_coco.get(int(label))
-                        if cid is None:
-                            dropped += 1
-                            continue
-                        if score < floor:
-                            continue
-                        x1, y1, x2, y2 = (float(v) for v in box)
-                        dets.append({"image_id": int(ids[i]), "category_id": cid,
-                                     "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2),
-                                              round(y2 - y1, 2)],
-                                     "score": round(float(score), 5)})
+                    yield int(ids[i]), None
+                    continue
+                out = by_index[i]
+                boxes = out["boxes"].float().cpu().numpy()
+                scores = out["scores"].float().cpu().numpy()
+                labels = out["labels"].cpu().numpy()
+                dets: list[dict[str, Any]] = []
+                for box, score, label in zip(boxes, scores, labels, strict=True):
+                    cid = to_coco.get(int(label))
+                    if cid is None:
+                        dropped += 1
+                        continue
+                    if score < floor:
+                        continue
+                    x1, y1, x2, y2 = (float(v) for v in box)
+                    dets.append({"image_id": int(ids[i]), "category_id": cid,
+                                 "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2),
+                                          round(y2 - y1, 2)],
+                                 "score": round(float(score), 5)})
+                yield int(ids[i]), dets
             bar.update(len(batch))
     bar.close()
     if dropped:
         log.info("dropped %d detections of background / N/A labels", dropped)
+
+
+def detect(image_paths: list[str], ids: np.ndarray, cfg: dict[str, Any],
+           device: str = "cpu") -> tuple[list[dict[str, Any]], list[int]]:
+    """Run the detector on every image; return (COCO results, ids of unreadable images).
+
+    All detections in memory: for a few images (a search query). The ``detect`` stage streams
+    :func:`iter_detect` to disk instead.
+    """
+    dets: list[dict[str, Any]] = []
+    skipped: list[int] = []
+    for image_id, found in iter_detect(image_paths, ids, cfg, device):
+        if found is None:
+            skipped.append(image_id)
+        else:
+            dets.extend(found)
     if skipped:
         log.warning("%d of %d images could not be read", len(skipped), len(image_paths))
     return dets, skipped

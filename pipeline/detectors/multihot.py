@@ -74,9 +74,33 @@ def scores_to_multihot(detections: Iterable[Mapping[str, Any]], ids: np.ndarray,
                     "not among the %d label columns", unknown_image, unknown_cat, len(col))
     best = np.full((len(ids), len(col)), -np.inf, dtype=np.float64)
     if rows:
-        np.maximum.at(best, (np.asarray(rows), np.asarray(cols)), np.asarray(scores))
+        accumulate_best(best, np.asarray(rows), np.asarray(cols), np.asarray(scores))
+    return threshold_best(best, threshold)
+
+
+def accumulate_best(best: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                    scores: np.ndarray) -> None:
+    r"""The max of :func:`scores_to_multihot`, one block of detections at a time:
+    :math:`s_{ic} \leftarrow \max(s_{ic}, \text{score}(d))` for each detection ``d`` at
+    ``(rows[d], cols[d])``, in place (``best`` starts at :math:`-\infty`).
+
+    Example:
+        >>> best = np.full((2, 2), -np.inf)
+        >>> accumulate_best(best, np.array([0, 0, 1]), np.array([1, 1, 0]),
+        ...                 np.array([0.2, 0.5, 0.4]))
+        >>> best.tolist()
+        [[-inf, 0.5], [0.4, -inf]]
+    """
+    np.maximum.at(best, (rows, cols), scores.astype(best.dtype, copy=False))
+
+
+def threshold_best(best: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    r""":math:`y_{ic} = [s_{ic} \ge t]` of :func:`scores_to_multihot` from the accumulated
+    best scores (:math:`-\infty` where there was no detection: :math:`y = 0`, score 0). The
+    comparison is made in ``best``'s dtype (``t`` rounded to it, so a score stored in float32
+    that equals the threshold still counts)."""
     found = np.isfinite(best)
-    labels = (found & (best >= threshold)).astype(np.uint8)
+    labels = (found & (best >= best.dtype.type(threshold))).astype(np.uint8)
     return labels, np.where(found, best, 0.0).astype(np.float16)
 
 
@@ -175,3 +199,46 @@ def detections_to_aux(det: Mapping[str, Any], ids: np.ndarray, class_names: Sequ
         _aux_log.info("%d detections of classes dropped by auxiliary.class_map ignored", dropped)
     aux, scores = scores_to_multihot(kept, ids, list(range(len(class_names))), threshold)
     return aux, scores, full_map
+
+
+def detections_file_to_aux(path: str, ids: np.ndarray, class_names: Sequence[str],
+                           class_map: Mapping[str, str | None], threshold: float, *,
+                           block: int = 1 << 16
+                           ) -> tuple[np.ndarray, np.ndarray, dict[str, str | None],
+                                      dict[str, Any]]:
+    """A ``detections.h5`` → ``aux_labels``, ``aux_scores`` (N, C), the class map used and the
+    file's attrs, reading the detections ``block`` at a time
+    (:func:`pipeline.detectors.store.iter_blocks`): memory holds the (N, C) result and one
+    block, whatever the number of detections.
+
+    Raises:
+        ValueError: the file's rows are not ``ids`` (a detections file of another split), or
+            its classes do not match ``class_names`` (:func:`match_classes`).
+    """
+    from pipeline.artifacts import check_aligned
+    from pipeline.detectors.store import iter_blocks, read_header
+
+    attrs, det_ids, _ = read_header(path)
+    check_aligned(np.asarray(ids), det_ids, "split.h5", str(path))
+    cols, full_map = match_classes(attrs["categories"], class_names, class_map, where=path)
+    known = np.array(sorted(int(c["id"]) for c in attrs["categories"]), np.int64)
+    # column of each known category id (-1: dropped by class_map)
+    col_of = np.array([cols.get(int(c), -1) for c in known], np.int64)
+    best = np.full((len(ids), len(class_names)), -np.inf, dtype=np.float32)
+    stray = dropped = 0
+    for b in iter_blocks(path, block):
+        cat = b["det_category_id"].astype(np.int64)
+        pos = np.clip(np.searchsorted(known, cat), 0, max(len(known) - 1, 0))
+        ok = known[pos] == cat if len(known) else np.zeros(len(cat), bool)
+        col = np.where(ok, col_of[pos] if len(known) else -1, -1)
+        stray += int((~ok).sum())
+        dropped += int((ok & (col < 0)).sum())
+        keep = col >= 0
+        accumulate_best(best, b["det_row"][keep], col[keep], b["det_score"][keep])
+    if stray:
+        _aux_log.warning("%s: %d detections have a category_id not among its categories; "
+                         "ignored", path, stray)
+    if dropped:
+        _aux_log.info("%d detections of classes dropped by auxiliary.class_map ignored", dropped)
+    aux, scores = threshold_best(best, threshold)
+    return aux, scores, full_map, attrs

@@ -1,6 +1,6 @@
 """Stage ``auxiliary``: detections (or user tags) → multi-hot ``aux_labels`` in ``aux.h5``.
 
-``python -m pipeline.stages.auxiliary --split S --detections D.json --threshold 0.5 --out aux.h5``
+``python -m pipeline.stages.auxiliary --split S --detections D.h5 --threshold 0.5 --out aux.h5``
 ``python -m pipeline.stages.auxiliary --split S --tags-source-json '{...}' --out aux.h5``
 (NUS-WIDE)
 
@@ -8,10 +8,13 @@ A class is present in an image when some detection of it scores ≥ ``threshold`
 "objects with high prediction scores"); ``aux_scores`` keeps the best score per class so a user
 can see what another threshold would give.
 
-Detector classes become label columns by *name* (``detections.json``'s ``categories`` against
+Detections are read in blocks (:func:`pipeline.detectors.multihot.detections_file_to_aux`), so
+memory does not grow with their number.
+
+Detector classes become label columns by *name* (``detections.h5``'s ``categories`` against
 ``split.h5``'s ``class_names``), with ``auxiliary.class_map`` renaming or dropping classes; any
 mismatch stops the stage naming the classes (:func:`pipeline.detectors.multihot.match_classes`,
-called by :func:`pipeline.detectors.multihot.detections_to_aux`).
+called by :func:`pipeline.detectors.multihot.detections_file_to_aux`).
 The complete map is recorded in ``aux.h5`` (attr ``class_map``).
 """
 
@@ -25,7 +28,7 @@ import numpy as np
 
 from pipeline import schema
 from pipeline.artifacts import read_h5, write_h5
-from pipeline.detectors.multihot import detections_to_aux
+from pipeline.detectors.multihot import detections_file_to_aux
 
 log = logging.getLogger("pipeline.auxiliary")
 
@@ -44,13 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     data, attrs = read_h5(a.split, ["ids"], stage="split")
     ids = data["ids"]
     if a.detections:
-        with open(a.detections) as fh:
-            det = json.load(fh)
         class_map = json.loads(a.class_map_json) if a.class_map_json else {}
-        aux, scores, full_map = detections_to_aux(det, ids, attrs["class_names"], class_map,
-                                                  a.threshold, where=a.detections)
+        aux, scores, full_map, det = detections_file_to_aux(
+            a.detections, ids, attrs["class_names"], class_map, a.threshold)
         source = {"source": "detector", "detector": det["detector"],
-                  "threshold": a.threshold, "n_skipped_images": len(det["skipped_ids"]),
+                  "threshold": a.threshold, "n_skipped_images": det["n_skipped_images"],
                   "class_map": full_map}
     elif a.tags_source_json:
         from pipeline.data.nuswide import tag_aux_labels
