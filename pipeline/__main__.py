@@ -65,8 +65,9 @@ def build_image_search_parser() -> argparse.ArgumentParser:
     p.add_argument("--index-only", action="store_true", help="search the index alone")
     aux = p.add_mutually_exclusive_group()
     aux.add_argument("--detections", default=None, metavar="JSON",
-                     help="detections of the images (detections.json layout, image_id = "
-                          "1-based position in --image) instead of running the detector")
+                     help="detections of the images, a JSON object {categories: [{id, name}], "
+                          "detections: [{image_id, category_id, score}]} with image_id = "
+                          "1-based position in --image, instead of running the detector")
     aux.add_argument("--tags", nargs="+", default=None, metavar="CLASSES",
                      help="auxiliary labels: one comma-separated list of class names per "
                           "image ('' for none) instead of the detector")

@@ -170,8 +170,9 @@ def detector_config(ds: dict[str, Any], files: DatasetFiles) -> dict[str, Any]:
 
 def run_detector(paths: Sequence[str], ids: np.ndarray, detector_cfg: dict[str, Any],
                  device: str) -> dict[str, Any]:
-    """The detector on ``paths``: a dict in ``detections.json``'s layout (``detector``,
-    ``categories``, ``skipped_ids``, ``detections``), as the ``detect`` stage writes it."""
+    """The detector on ``paths``, in memory: a dict with ``detector``, ``categories``,
+    ``skipped_ids`` and ``detections`` (``[{image_id, category_id, score}]``, the rows the
+    ``detect`` stage streams into ``detections.h5``)."""
     from pipeline.detectors import detector_module
 
     module = detector_module(detector_cfg.get("kind"))
@@ -349,7 +350,7 @@ def hash_images(paths: Sequence[str], ds: dict[str, Any], files: DatasetFiles,
                 encoder: Encoder, *, device: str = "cpu", tags: Sequence[str] | None = None,
                 detections: Mapping[str, Any] | None = None) -> Hashed:
     """Codes of image files, by the stages' code (module doc); ``tags`` (one comma-separated
-    string of class names per image) or ``detections`` (``detections.json`` layout, image ids =
+    string of class names per image) or ``detections`` (:func:`load_detections`' layout, image ids =
     1-based positions in ``paths``) replace the detector."""
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -412,13 +413,15 @@ def search_images(paths: Sequence[str], ds: dict[str, Any], files: DatasetFiles,
 
 
 def load_detections(path: str | Path) -> dict[str, Any]:
-    """A ``--detections`` file in ``detections.json``'s layout (``categories`` and
-    ``detections``; ``image_id`` = 1-based position of the image on the command line)."""
+    """A ``--detections`` JSON object: ``categories`` (``[{id, name}]``) and ``detections``
+    (``[{image_id, category_id, score}]``; ``image_id`` = 1-based position of the image on the
+    command line)."""
     with open(require(path)) as fh:
         det = json.load(fh)
     if not isinstance(det, dict) or "detections" not in det or "categories" not in det:
         raise ValueError(f"{path}: give a JSON object with 'categories' ([{{id, name}}]) and "
-                         "'detections' ([{image_id, category_id, score}]), as detections.json")
+                         "'detections' ([{image_id, category_id, score}]; image_id = 1-based "
+                         "position in --image)")
     return det
 
 
