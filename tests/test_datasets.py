@@ -280,3 +280,66 @@ def test_lists_errors(tmp_path: Path) -> None:
         lists.build_split({}, {"train_list": str(tmp_path / "a.txt"),
                                "query_list": str(tmp_path / "nope.txt"),
                                "database_list": str(tmp_path / "a.txt")})
+
+
+def write_nuswide_images(root: Path) -> list[str]:
+    """A JPEG for every image-list line under root/Flickr; returns their relative paths."""
+    from PIL import Image
+
+    folders = ["actor", "beach", "sky"]
+    rel = [f"Flickr/{folders[i % 3]}/{i:04d}_{1000 + i}.jpg" for i in range(N_IMG)]
+    for r in rel:
+        (root / r).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4), (len(r) % 255, 0, 0)).save(root / r)
+    return rel
+
+
+def test_nuswide_drops_missing_empty_and_unreadable_images(nus) -> None:
+    """NUS-WIDE as shipped: files that are missing, empty or not images are dropped at split
+    time by default (split.missing_images: drop for this protocol), counted in the attrs;
+    split.missing_images: error stops and names the option."""
+    source, data = nus
+    root = Path(source["root"])
+    rel = write_nuswide_images(root)
+    common = np.stack([data["labels"][c] for c in sorted(COMMON)], 1)
+    kept = np.flatnonzero(common.any(1))
+    gone, empty, junk = (int(i) for i in kept[[3, 10, 40]])
+    (root / rel[gone]).unlink()
+    (root / rel[empty]).write_bytes(b"")
+    (root / rel[junk]).write_bytes(b"not a jpeg at all")
+    (root / rel[5]).unlink()                    # image 5 has no common concept: not counted
+    t = build_split(source, {"protocol": "nuswide", "per_concept_query": 5, "train": 50,
+                             "seed": 3})
+    assert t.ids.tolist() == [i for i in kept.tolist() if i not in (gone, empty, junk)]
+    assert (t.attrs["missing_images"], t.attrs["n_dropped_images"]) == ("drop", 3)
+    assert (t.attrs["n_missing_files"], t.attrs["n_empty_files"],
+            t.attrs["n_unreadable_files"]) == (1, 1, 1)
+    assert t.attrs["missing_images_checked"] is True
+    assert counts(t)[0] == 50 and sum(counts(t)) == len(kept) - 3
+    with pytest.raises(ValueError, match=r"3 of \d+ image files .*split\.missing_images: drop"):
+        build_split(source, {"per_concept_query": 5, "train": 50, "seed": 3,
+                             "missing_images": "error"})
+
+
+def test_missing_images_default_by_protocol() -> None:
+    """drop for the nuswide protocol (the schema's protocol-specific default), error
+    otherwise."""
+    from pipeline import schema
+
+    assert schema.fill("split", {"protocol": "nuswide"})["missing_images"] == "drop"
+    for protocol in ("random", "coco2017", "lists"):
+        assert schema.fill("split", {"protocol": protocol})["missing_images"] == "error"
+    assert schema.fill("split", {"protocol": "nuswide",
+                                 "missing_images": "error"})["missing_images"] == "error"
+
+
+def test_coco_format_missing_image_stops_naming_the_option(coco_collection) -> None:
+    src = {"kind": "coco_format", "instances": str(coco_collection["instances"]),
+           "images": str(coco_collection["images"])}
+    first = sorted(Path(src["images"]).iterdir())[0]
+    first.unlink()
+    with pytest.raises(ValueError, match=rf"{first.name} \(missing\).*split\.missing_images"):
+        build_split(src, {"protocol": "random", "train": 4, "query": 2, "seed": 0})
+    t = build_split(src, {"protocol": "random", "train": 4, "query": 2, "seed": 0,
+                          "missing_images": "drop"})
+    assert first.name not in set(t.paths) and t.attrs["n_missing_files"] == 1

@@ -22,7 +22,9 @@ Protocol (``split``: ``per_concept_query`` 200, ``train`` 5000, ``seed``):
 
 1. concepts: ``source.concepts``, or the ``n_concepts`` concepts with the most positive images
    in the label files (ties by name); columns in alphabetical order of the concept names;
-2. images with none of these concepts are dropped (145,733 remain in the paper);
+2. images with none of these concepts are dropped (145,733 remain in the paper), then those
+   whose file is missing, empty or unreadable (``split.missing_images``, default ``drop`` for
+   this protocol; counted in the attrs);
 3. query: for each concept in column order, ``per_concept_query`` images drawn at random from
    the images having that concept; the union, de-duplicated (3,156 in the paper);
 4. train: ``train`` images drawn at random from the rest; retrieval: everything else (137,577).
@@ -43,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import schema
+from pipeline.data import images
 from pipeline.data.split_table import QUERY, RETRIEVAL, TRAIN, SplitTable
 
 log = logging.getLogger("pipeline.datasets.nuswide")
@@ -208,7 +211,7 @@ def select_concepts(source: dict[str, Any], n_images: int) -> list[str]:
 def build_split(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
     """Build the paper's NUS-WIDE split (see the module docstring for keys and protocol)."""
     cfg = _cfg(source)
-    split = schema.fill("split", split)
+    split = schema.fill("split", {"protocol": "nuswide", **split})  # its defaults
     check_files(source)
     if not _path(source, "images").is_dir():
         log.warning("image folder %s (source.images) does not exist yet; the features stage "
@@ -220,9 +223,13 @@ def build_split(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
     keep = labels.any(1)
     ids = np.flatnonzero(keep).astype(np.int64)
     paths, labels = paths[keep], labels[keep]
-    n = len(ids)
-    log.info("nuswide: %d of %d images have at least one of the %d concepts", n, n_all,
+    n_concept = len(ids)
+    log.info("nuswide: %d of %d images have at least one of the %d concepts", n_concept, n_all,
              len(concepts))
+    usable, image_attrs = images.apply_policy(source["root"], list(paths),
+                                              split["missing_images"], "nuswide")
+    ids, paths, labels = ids[usable], paths[usable], labels[usable]
+    n = len(ids)
 
     per = int(split["per_concept_query"])
     n_train = int(split["train"])
@@ -247,8 +254,9 @@ def build_split(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
              per * len(concepts), counts["query"], counts)
     return SplitTable(ids, paths, labels, codes, concepts,
                       str(Path(source["root"])), PROTOCOL,
-                      {"n_images_listed": n_all, "n_images_without_concepts": n_all - n,
-                       "per_concept_query": per, "image_list": str(cfg["image_list"])})
+                      {"n_images_listed": n_all, "n_images_without_concepts": n_all - n_concept,
+                       "per_concept_query": per, "image_list": str(cfg["image_list"]),
+                       **image_attrs})
 
 
 def tag_aux_labels(source: dict[str, Any], ids: np.ndarray,
