@@ -260,11 +260,11 @@ def test_a_coco_format_collection_is_one_short_section(tmp_path: Path) -> None:
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", text[text.index("Job stats"):], re.M))
     rows, bits = 3, 2
     assert {k: int(v) for k, v in stats.items()} == {
-        "split": 1, "features": 1, "detect": 1, "auxiliary": 1, "evaluate_float": 1,
-        "train": rows * bits, "encode": rows * bits, "evaluate": rows * bits, "table": 1,
-        "report": 1,
+        "manifest": 1, "split": 1, "features": 1, "detect": 1, "auxiliary": 1,
+        "evaluate_float": 1, "train": rows * bits, "encode": rows * bits,
+        "evaluate": rows * bits, "table": 1, "report": 1,
         "curves": 1, "gallery": bits, "history_plot": bits,  # LAGNH's loss curves
-        "total": 4 + 1 + 3 * rows * bits + 2 + 1 + 2 * bits}
+        "total": 5 + 1 + 3 * rows * bits + 2 + 1 + 2 * bits}
 
 
 TOY = '''\
