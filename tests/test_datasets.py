@@ -343,3 +343,43 @@ def test_coco_format_missing_image_stops_naming_the_option(coco_collection) -> N
     t = build_split(src, {"protocol": "random", "train": 4, "query": 2, "seed": 0,
                           "missing_images": "drop"})
     assert first.name not in set(t.paths) and t.attrs["n_missing_files"] == 1
+
+
+def test_nuswide_labels_and_tags_reading(nus) -> None:
+    """split.nuswide_images: labels_and_tags keeps the images whose ground truth and user tags
+    both hold one of the concepts (the paper's wording); attrs record the reading and counts."""
+    source, data = nus
+    split = {"protocol": "nuswide", "per_concept_query": 3, "train": 20, "seed": 0}
+    common = np.stack([data["labels"][c] for c in sorted(COMMON)], 1)
+    col = {n: i for i, n in enumerate(data["tag_names"])}
+    data["tags"][30:40] = 0  # ten labelled images without any tag
+    (Path(source["root"]) / "NUS_WID_Tags" / "AllTags1k.txt").write_text(
+        "".join("\t".join(str(int(v)) for v in row) + "\t\n" for row in data["tags"]))
+    tags = np.stack([data["tags"][:, col["bird" if c == "birds" else c]]
+                     for c in sorted(COMMON)], 1)
+    both = np.flatnonzero(common.any(1) & tags.any(1))
+    t = build_split(source, {**split, "nuswide_images": "labels_and_tags"})
+    assert t.ids.tolist() == both.tolist() and len(both) < int(common.any(1).sum())
+    assert t.attrs["nuswide_images"] == "labels_and_tags"
+    assert t.attrs["n_images_with_concepts"] == int(common.any(1).sum())
+    assert t.attrs["paper_counts"]["images"] == 145733
+    default = build_split(source, split)
+    assert default.attrs["nuswide_images"] == "labels"
+    assert default.ids.tolist() == np.flatnonzero(common.any(1)).tolist()
+
+
+@pytest.mark.parametrize("total", [30, 90])
+def test_nuswide_query_count_exact_by_construction(nus, total: int) -> None:
+    """split.query trims (30 < the union) or tops up (90 > it) the de-duplicated draws to
+    exactly that many queries, seeded."""
+    source, _ = nus
+    split = {"protocol": "nuswide", "per_concept_query": 3, "train": 20, "seed": 0}
+    drawn = build_split(source, split)
+    n_union = counts(drawn)[1]
+    assert n_union == drawn.attrs["n_queries_drawn"] and 30 < n_union < 90
+    t = build_split(source, {**split, "query": total})
+    assert counts(t)[1] == total and counts(t)[0] == 20
+    again = build_split(source, {**split, "query": total})
+    assert np.array_equal(t.split, again.split)
+    if total < n_union:  # trimmed: every query comes from the per-concept draws
+        assert set(t.ids[t.split == QUERY]) <= set(drawn.ids[drawn.split == QUERY])
