@@ -126,13 +126,14 @@ def refreshed_manifest(name):
 
 
 def manifest_producers(wildcards):
-    """What must exist before the first scan (the demo's images, COCO's archives), `ancient`:
-    the refresh above, not their mtimes, decides whether the manifests change."""
+    """What must exist before the first scan: the demo's images (a directory output, its mtime
+    that of its .snakemake_timestamp, which edits inside leave alone) and COCO's extraction
+    markers. Rebuilding them reruns this rule and what follows in the same run."""
     src = config[wildcards.dataset]["source"]
     if config[wildcards.dataset]["split"]["protocol"] != "lists" and src["kind"] == "demo":
-        return [ancient(src["images"]), ancient(src["instances"])]
+        return [src["images"], src["instances"]]
     if src["kind"] == "coco2017":
-        return [ancient(f"resources/{wildcards.dataset}/.{name}.extracted")
+        return [f"resources/{wildcards.dataset}/.{name}.extracted"
                 for name in src.get("archives", {})]
     return []
 
