@@ -18,6 +18,8 @@ report: "captions/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/common_tune.smk"
+include: "rules/common_index.smk"
 include: "rules/data.smk"
 include: "rules/features.smk"
 include: "rules/auxiliary.smk"
@@ -26,6 +28,7 @@ include: "rules/train.smk"
 include: "rules/encode.smk"
 include: "rules/evaluate.smk"
 include: "rules/plots.smk"
+include: "rules/index.smk"
 
 
 rule all:

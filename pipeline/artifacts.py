@@ -135,6 +135,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    """Write ``obj`` as JSON atomically (:func:`atomic_path`), keys sorted; NaN or infinity is
+    refused (``ValueError``) rather than written as the non-standard ``NaN``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n")
+
+
 def write_h5(path: str | os.PathLike, datasets: Mapping[str, np.ndarray], *, stage: str,
              attrs: Mapping[str, Any] | None = None,
              dataset_attrs: Mapping[str, Mapping[str, Any]] | None = None,

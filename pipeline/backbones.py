@@ -258,6 +258,60 @@ def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
     return x.sub_(mean).div_(std)
 
 
+def forward_batch(net: nn.Module, x: torch.Tensor, ok: torch.Tensor, mean: torch.Tensor,
+                  std: torch.Tensor, device: str, amp: torch.dtype | None) -> np.ndarray:
+    """Features of one batch of decoded images: float32 (N, dim), zeros where ``ok`` is False.
+
+    The one forward step of :func:`extract` and :func:`features_of`, so that an image gets the
+    same features in the ``features`` stage and in ``python -m pipeline search``. A batch of
+    one image runs as a batch of two (the image and a black one, dropped): on the CPU, oneDNN
+    takes another convolution path for a single image whose results differ in the last bits
+    (measured: up to 1.4e-5 on EfficientNet-Lite0), while batches of 2 or more give every image
+    the same features whatever its batch-mates.
+    """
+    n = len(x)
+    if n == 1:
+        x, ok = torch.cat([x, torch.zeros_like(x)]), torch.cat([ok, torch.zeros_like(ok)])
+    with torch.inference_mode(), torch.autocast("cuda", dtype=amp or torch.float16,
+                                                enabled=amp is not None):
+        f = net(normalise(x.to(device, non_blocking=True), mean, std)).float()
+        f = torch.where(ok.to(device, non_blocking=True)[:, None], f, 0.0)
+    return f[:n].cpu().numpy()
+
+
+def features_of(paths: Sequence[str], cfg: dict[str, Any], device: str = "cpu", *,
+                model: tuple[nn.Module, dict[str, Any]] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Features of a few image files in memory, computed as :func:`extract` computes them
+    (same decoding, resizing, normalisation, forward step and precision rule), in batches of
+    ``batch_size``.
+
+    Returns:
+        ``(features, ok, info)``: float32 (N, dim); bool (N,), False for an unreadable file
+        (whose features are zeros); :func:`build_backbone`'s info plus ``image_size`` and the
+        effective ``precision``, to compare with a ``features.h5``'s attrs.
+    """
+    cfg = schema.fill("features", cfg)
+    size, batch = int(cfg["image_size"]), int(cfg["batch_size"])
+    net, info = model if model is not None else build_backbone(cfg)
+    cuda = torch.device(device).type == "cuda"
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg["precision"]) if cuda else None
+    net = net.to(device).to(memory_format=torch.channels_last)
+    mean = torch.tensor(info["mean"], device=device).view(1, 3, 1, 1)
+    std = torch.tensor(info["std"], device=device).view(1, 3, 1, 1)
+    files = ImageFiles(paths, size)
+    feats, oks = [np.zeros((0, int(info["dim"])), np.float32)], [np.zeros(0, bool)]
+    for s in range(0, len(files), batch):
+        items = [files[i] for i in range(s, min(s + batch, len(files)))]
+        ok = torch.tensor([o for _, o in items])
+        feats.append(forward_batch(net, torch.stack([t for t, _ in items]), ok, mean, std,
+                                   device, amp))
+        oks.append(ok.numpy())
+    effective = "fp32" if amp is None else cfg["precision"]
+    return (np.concatenate(feats), np.concatenate(oks),
+            {**info, "image_size": size, "precision": effective})
+
+
 def resume_key(paths: Sequence[str], cfg: dict[str, Any], info: dict[str, Any], size: int,
                precision: str, device: str, resize: int | None = None) -> dict[str, Any]:
     """Everything a row of ``features.h5`` depends on besides its ``ids`` (which
@@ -333,11 +387,8 @@ def extract(paths: Sequence[str], ids: np.ndarray, cfg: dict[str, Any], out: str
         buf: list[tuple[np.ndarray, np.ndarray]] = []
         done = pos = start
         for x, ok in tqdm(loader, desc="features", mininterval=10, total=-(-(n - start) // batch)):
-            with torch.inference_mode(), torch.autocast("cuda", dtype=amp or torch.float16,
-                                                        enabled=amp is not None):
-                f = net(normalise(x.to(device, non_blocking=True), mean, std)).float()
-                f = torch.where(ok.to(device, non_blocking=True)[:, None], f, 0.0)
-            buf.append((f.cpu().numpy(), ok.numpy().astype(np.uint8)))
+            f = forward_batch(net, x, ok, mean, std, device, amp)
+            buf.append((f, ok.numpy().astype(np.uint8)))
             n_bad += int((~ok).sum())
             pos += len(ok)
             # write only up to a commit boundary (whole chunks), keep the rest buffered

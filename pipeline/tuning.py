@@ -26,6 +26,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import pandas as pd
 
 from pipeline.data.split_table import QUERY, RETRIEVAL, TRAIN
 from pipeline.validation import validation_map, validation_split
@@ -185,3 +186,34 @@ def settings_source(params: Mapping[str, Any], tuned: Mapping[str, Any] | None
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def figure_table(figure: str, paths: Sequence[str | Path]) -> pd.DataFrame:
+    """The figure_point JSONs as one table: ``epochs, map`` for Figure 3 (by epochs);
+    ``parameter, value, epochs, map`` for Figure 4 (by parameter, then value).
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> for name, v, m in (("a", 1.0, 0.5), ("b", 0.1, 0.4)):
+        ...     with open(os.path.join(d, name), "w") as f:
+        ...         _ = f.write(json.dumps({"params": {"lambda1": v},
+        ...                                "rows": [{"epochs": 7, "map": m}]}))
+        >>> figure_table("sensitivity", [os.path.join(d, "a"), os.path.join(d, "b")])
+          parameter  value  epochs  map
+        0   lambda1    0.1       7  0.4
+        1   lambda1    1.0       7  0.5
+    """
+    rows = []
+    for path in paths:
+        point = read_json(path)
+        varied = point["params"]
+        for r in point["rows"]:
+            if figure == "epochs":
+                rows.append({"epochs": int(r["epochs"]), "map": r["map"]})
+            else:
+                rows.extend({"parameter": k, "value": float(varied[k]),
+                             "epochs": int(r["epochs"]), "map": r["map"]}
+                            for k in SENSITIVITY_KEYS if k in varied)
+    order = ["epochs"] if figure == "epochs" else ["parameter", "value"]
+    return pd.DataFrame(rows).sort_values(order).reset_index(drop=True)

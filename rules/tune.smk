@@ -23,7 +23,7 @@ rule tune_point:
     log:
         "logs/tune_point/{dataset}_{method}_{point}.log",
     benchmark:
-        "benchmarks/tune_point/{dataset}_{method}_{point}.tsv"
+        "logs/benchmarks/tune_point/{dataset}_{method}_{point}.tsv"
     conda:
         "../envs/torch.yaml"
     resources:
@@ -72,7 +72,7 @@ rule figure_point:
     log:
         "logs/figure_point/{dataset}_{figure}_{point}.log",
     benchmark:
-        "benchmarks/figure_point/{dataset}_{figure}_{point}.tsv"
+        "logs/benchmarks/figure_point/{dataset}_{figure}_{point}.tsv"
     conda:
         "../envs/torch.yaml"
     resources:

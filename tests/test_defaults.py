@@ -41,6 +41,8 @@ NOT_CONFIG = {
     ("pipeline/lagnh/training.py", "sigma"),  # a running sum of per-batch bandwidths
     ("pipeline/stages/gallery.py", "k"),  # --k: neighbours shown, not LAGNH's k
     ("pipeline/__main__.py", "k"),  # --k: results printed
+    ("pipeline/__main__.py", "method"),  # search --method: the methods row searched
+    ("pipeline/__main__.py", "seed"),  # mosaic --seed: chooses the new mosaic's items
 }
 #: modules of hashing methods: their DEFAULTS are method parameters, which the schema does not
 #: hold (methods rows are free-form; each method module is the one place for them)

@@ -215,3 +215,23 @@ def test_figures_from_point_files(tmp_path):
     csv = (tmp_path / "s.csv").read_text().splitlines()
     assert csv[0] == "parameter,value,epochs,map" and len(csv) == 10 and ",7," in csv[1]
     assert Path(out["png"]).stat().st_size > 0 and Path(out["pdf"]).stat().st_size > 0
+
+
+def test_figure_cost_printed_and_one_job_per_training(tmp_path):
+    """Before anything runs, a requested figure prints its trainings, and the DAG holds
+    exactly that many figure_point jobs (Figure 3: one run; Figure 4: 3 lambdas x values)."""
+    work = tmp_path / "work"
+    make_inputs(work / "results" / "demo")
+    cfg = yaml.safe_load(workflow_config(tmp_path, {"lambda1": [1]}, "f").read_text())
+    cfg["demo"]["figures"] = {"epochs": [1, 2], "lambdas": [0.1, 1, 10], "bits": 16}
+    path = tmp_path / "fig.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+           str(work), "--configfile", str(path), "--cores", "1", "-n",
+           "results/demo_sensitivity.png", "results/demo_epochs.png"]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=venv_env(), cwd=ROOT)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert "figure: demo_sensitivity: 9 training(s) at 16 bits" in out
+    assert "figure: demo_epochs: 1 training(s) at 16 bits" in out
+    assert jobs(out)["figure_point"] == 10 and jobs(out)["figure"] == 2

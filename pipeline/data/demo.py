@@ -109,3 +109,65 @@ def build_demo(cfg: dict[str, Any], out_json: str | Path, out_images: str | Path
     log.info("demo: %d images, %d items into %s", n, len(coco["annotations"]), out_images)
     return coco
 
+
+
+def new_mosaic(classes: list[str | int], build: dict[str, Any], instances: str | Path,
+               out: str | Path, *, seed: int = 0) -> dict[str, Any]:
+    """A new image made as the demo's mosaics are (:func:`compose`, the same geometry and JPEG
+    quality when ``out`` is a .jpg) from Fashion-MNIST *training* items that no image of the
+    demo collection ``instances`` uses: an image the pipeline has never seen, for ``search``.
+
+    Args:
+        classes: one item per entry, a class index 0-9 or a class name (``"Dress"``).
+        build: the demo's ``source.build`` section (keys left out take the schema's defaults).
+        instances: the demo's ``instances_all.json`` (its ``fashion_mnist_train_index`` values
+            are the items to avoid).
+        out: the image file to write.
+        seed: chooses the items, their cells and offsets.
+
+    Returns:
+        ``{"out", "classes", "fashion_mnist_train_index", "cells"}``.
+    """
+    cfg = schema.fill("source.build", build)
+    grid, cell = int(cfg["grid"]), int(cfg["cell"])
+    names = list(fashion_mnist.CLASS_NAMES)
+    wanted = []
+    for c in classes:
+        text = str(c)
+        if text.isdigit() and int(text) < len(names):
+            wanted.append(int(text))
+        elif text in names:
+            wanted.append(names.index(text))
+        else:
+            raise ValueError(f"class {c!r}: give an index 0-{len(names) - 1} or one of {names}")
+    if not 1 <= len(wanted) <= grid * grid:
+        raise ValueError(f"give 1 to {grid * grid} classes (the mosaic has {grid}x{grid} cells)")
+    instances = Path(instances)
+    if not instances.exists():
+        raise FileNotFoundError(f"{instances} is missing; build the demo collection first: "
+                                f"`snakemake --cores 4 {instances}`")
+    with open(instances) as fh:
+        used = {int(a["fashion_mnist_train_index"]) for a in json.load(fh)["annotations"]
+                if "fashion_mnist_train_index" in a}
+    images, labels = fashion_mnist.load(fashion_mnist.locate(cfg.get("fashion_mnist_dir")),
+                                        "train")
+    rng = np.random.default_rng(seed)
+    items = []
+    for c in wanted:
+        free = np.setdiff1d(np.flatnonzero(labels == c), np.fromiter(used, int, len(used)))
+        free = np.setdiff1d(free, np.asarray(items, dtype=int))
+        if len(free) == 0:
+            raise ValueError(f"no Fashion-MNIST training item of class {names[c]} is left "
+                             "unused by the demo collection")
+        items.append(int(rng.choice(free)))
+    cells = rng.choice(grid * grid, size=len(items), replace=False)
+    offsets = rng.integers(0, 9, size=(len(items), 2))
+    mosaic, _ = compose(images[np.asarray(items)], cells, offsets, grid, cell)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fmt = "JPEG" if out.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    with atomic_path(out) as tmp:
+        Image.fromarray(mosaic).save(tmp, format=fmt, **(
+            {"quality": int(cfg["jpeg_quality"])} if fmt == "JPEG" else {}))
+    return {"out": str(out), "classes": [names[c] for c in wanted],
+            "fashion_mnist_train_index": items, "cells": [int(c) for c in cells]}

@@ -132,4 +132,41 @@ def render_gallery(split_path: str | os.PathLike, codes_paths: list[str | os.Pat
     return canvas
 
 
-__all__ = ["render_gallery", "load_codes"]
+def render_search_gallery(result: dict[str, Any], *, thumb: int = 96) -> Image.Image:
+    """The gallery of ``python -m pipeline search --image ... --gallery PNG``: one line per new
+    image (framed blue, with its auxiliary labels) followed by its top-k (framed grey, with the
+    Hamming distance and ground-truth labels; index images in dark blue text).
+
+    Args:
+        result: :func:`pipeline.retrieval.new_images.search_images`'s dict.
+    """
+    queries = result["queries"]
+    k = max((len(q["results"]) for q in queries), default=0)
+    cell = thumb + 2 * BORDER
+    line_h = TEXT_H + cell + 2 * TEXT_H + GAP
+    width = (k + 1) * (cell + 4) + GAP + 8
+    canvas = Image.new("RGB", (max(width, 480), TEXT_H + 6 + len(queries) * line_h),
+                       (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    font = _font()
+    draw.text((6, 4), f"{result['dataset']}: {result['method']} {result['bits']} bits, "
+                      f"Hamming top-{k} (ties by database row). Blue frame: the new image.",
+              fill=(0, 0, 0), font=font)
+    y = TEXT_H + 6
+    for q in queries:
+        draw.text((6, y), f"{Path(q['image']).name}: aux labels "
+                          f"{', '.join(q['aux_labels']) or '(none)'}", fill=(0, 0, 0), font=font)
+        y += TEXT_H
+        canvas.paste(_framed(_tile(str(q["image"]), thumb), BLUE), (6, y))
+        for j, hit in enumerate(q["results"]):
+            x = 6 + (j + 1) * (cell + 4) + GAP
+            canvas.paste(_framed(_tile(str(hit["path"]), thumb), GREY), (x, y))
+            colour = (60, 60, 60) if hit["set"] == "retrieval" else BLUE
+            draw.text((x + 2, y + cell + 1), f"d={hit['hamming']}", fill=colour, font=font)
+            draw.text((x + 2, y + cell + 1 + TEXT_H),
+                      ",".join(hit.get("labels", []))[:16], fill=colour, font=font)
+        y += line_h - TEXT_H
+    return canvas
+
+
+__all__ = ["render_gallery", "render_search_gallery", "load_codes"]

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import math
 import os
 import sys
@@ -40,7 +39,7 @@ import h5py
 import numpy as np
 
 from pipeline import schema
-from pipeline.artifacts import atomic_path, check_aligned, read_h5
+from pipeline.artifacts import check_aligned, read_h5, write_json
 from pipeline.data.split_table import QUERY, RETRIEVAL
 from pipeline.retrieval.metrics import (
     DEFAULT_TOPK,
@@ -219,12 +218,6 @@ def _as_json(rep: RetrievalResult, *, method: str, bits: int | None, n_retrieval
         "seconds": round(seconds, 3),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def write_json(obj: Any, path: str | os.PathLike) -> None:
-    """Write ``obj`` as JSON atomically (temporary file + ``os.replace``)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n")
 
 
 __all__ = ["evaluate_codes_file", "evaluate_features_file", "parse_topk", "parse_grid",

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 
-from pipeline.artifacts import atomic_path
+from pipeline.artifacts import write_json
 from pipeline.device import set_threads
 from pipeline.tuning import score_point_test
 
@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s epochs %d: MAP %.4f", point["override"], r["epochs"], r["map"])
     out = {"params": point["override"], "rows": rows, "bits": a.bits, "topk": a.topk,
            "seconds": time.time() - t0}
-    with atomic_path(a.out) as tmp:
-        tmp.write_text(json.dumps(out, indent=1, sort_keys=True))
+    write_json(out, a.out)
     return 0
 
 

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from pipeline.artifacts import atomic_path
+from pipeline.artifacts import write_json
 from pipeline.tuning import read_json, select
 
 
@@ -27,8 +27,7 @@ def main(argv: list[str] | None = None) -> int:
            "scores": [{**pt["params"], **r} for pt in points for r in pt["rows"]]}
     print(f"tune: {len(points)} trainings; selected {out['selected']} with validation MAP "
           f"{out['val_map']:.4f}", file=sys.stderr)
-    with atomic_path(a.out) as tmp:
-        tmp.write_text(json.dumps(out, indent=1, sort_keys=True))
+    write_json(out, a.out)
     return 0
 
 

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 
-from pipeline.artifacts import atomic_path
+from pipeline.artifacts import write_json
 from pipeline.device import set_threads
 from pipeline.tuning import load_training_rows, score_point
 
@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("epochs %d: validation MAP %.4f", r["epochs"], r["map"])
     out = {"params": point["override"], "rows": rows, "seconds": time.time() - t0,
            "n_train_images": len(data["X"])}
-    with atomic_path(a.out) as tmp:
-        tmp.write_text(json.dumps(out, indent=1, sort_keys=True))
+    write_json(out, a.out)
     return 0
 
 
