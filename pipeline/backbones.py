@@ -299,7 +299,9 @@ def features_of(paths: Sequence[str], cfg: dict[str, Any], device: str = "cpu", 
     net = net.to(device).to(memory_format=torch.channels_last)
     mean = torch.tensor(info["mean"], device=device).view(1, 3, 1, 1)
     std = torch.tensor(info["std"], device=device).view(1, 3, 1, 1)
-    files = ImageFiles(paths, size)
+    prep = preprocessing(cfg)  # the same input as extract's
+    size, resize = int(prep["crop_size"]), prep["resize_size"]
+    files = ImageFiles(paths, size, resize)
     feats, oks = [np.zeros((0, int(info["dim"])), np.float32)], [np.zeros(0, bool)]
     for s in range(0, len(files), batch):
         items = [files[i] for i in range(s, min(s + batch, len(files)))]
@@ -309,7 +311,7 @@ def features_of(paths: Sequence[str], cfg: dict[str, Any], device: str = "cpu", 
         oks.append(ok.numpy())
     effective = "fp32" if amp is None else cfg["precision"]
     return (np.concatenate(feats), np.concatenate(oks),
-            {**info, "image_size": size, "precision": effective})
+            {**info, "image_size": size, "precision": effective, **prep})
 
 
 def resume_key(paths: Sequence[str], cfg: dict[str, Any], info: dict[str, Any], size: int,

@@ -385,3 +385,7 @@ def test_features_attrs_record_the_preprocessing(split, tmp_path):
         assert attrs["preprocess"] == mode and attrs["resize_size"] == resize
         assert attrs["crop_size"] == shape[1] and set(seen) == {shape}
         assert ("transforms()" in attrs["preprocessing"]) == (mode == "weights")
+        seen.clear()  # a new image is read as the stage reads it (search --image)
+        feats, ok, finfo = pf.features_of(paths[:3], cfg, model=(Probe(), info))
+        assert set(seen) == {shape} and finfo["preprocess"] == mode
+        np.testing.assert_array_equal(feats, read_h5(out)[0]["features"])
