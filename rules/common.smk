@@ -72,16 +72,79 @@ def cell_classifier_json(wildcards):
 
 
 def split_inputs(wildcards):
-    """Source files the split stage reads, by dataset kind (missing ones fail early)."""
+    """Source files the split stage reads, by dataset kind (missing ones fail early), and the
+    manifest of those files and of the images present (a deleted image reruns the split)."""
     src, split = config[wildcards.dataset]["source"], config[wildcards.dataset]["split"]
+    manifest = refreshed_manifest("split_inputs")(wildcards)
     if split["protocol"] == "lists":  # the list files replace the kind's annotation files
-        return [split[k] for k in ("train_list", "query_list", "database_list") if k in split]
+        names = [split[k] for k in ("train_list", "query_list", "database_list") if k in split]
+        return [*names, manifest]
     if src["kind"] == "coco2017":
-        return [f"resources/{wildcards.dataset}/.{name}.extracted" for name in src["archives"]]
+        return [*(f"resources/{wildcards.dataset}/.{name}.extracted" for name in src["archives"]),
+                manifest]
     if src["kind"] == "nuswide":
         keys = ("image_list", "labels_dir", "tag_list", "tags_file")
-        return [os.path.join(src["root"], src[k]) for k in keys if k in src]
-    return [src[k] for k in ("instances", "images") if k in src]  # demo, coco_format
+        return [*(os.path.join(src["root"], src[k]) for k in keys if k in src), manifest]
+    return [*(src[k] for k in ("instances",) if k in src), manifest]  # demo, coco_format
+
+
+# --- Manifests: changed images and source files rerun exactly what reads them ----------------
+# results/{dataset}/manifest/{images,split_inputs}.tsv (pipeline/data/inventory.py). The manifest
+# rule writes them once; afterwards they are refreshed here, while the job graph is built and
+# before Snakemake compares mtimes, and rewritten only when their content changed.
+from pipeline.data import inventory as _manifest  # noqa: E402
+
+_refreshed = set()
+
+
+def manifest_spec(dataset):
+    return _manifest.spec(config[dataset]["source"], config[dataset]["split"])
+
+
+def manifest_spec_json(wildcards):
+    return json.dumps(manifest_spec(wildcards.dataset), sort_keys=True)
+
+
+def manifest_path(dataset, name):
+    return f"results/{dataset}/manifest/{name}.tsv"
+
+
+def refreshed_manifest(name):
+    """Input function: the dataset's manifest `name` (images, split_inputs), refreshed first
+    (once per workflow process) when both files exist."""
+
+    def get(wildcards):
+        d = wildcards.dataset
+        images, inputs = manifest_path(d, "images"), manifest_path(d, "split_inputs")
+        if d not in _refreshed and os.path.exists(images) and os.path.exists(inputs):
+            written = _manifest.write_manifests(manifest_spec(d), images, inputs)
+            for path, changed in zip((images, inputs), written):
+                if changed:
+                    print(f"manifest: {path} changed", file=sys.stderr)
+        _refreshed.add(d)
+        return manifest_path(d, name)
+
+    return get
+
+
+def manifest_producers(wildcards):
+    """What must exist before the first scan: the demo's images (a directory output, its mtime
+    that of its .snakemake_timestamp, which edits inside leave alone) and COCO's extraction
+    markers. Rebuilding them reruns this rule and what follows in the same run."""
+    src = config[wildcards.dataset]["source"]
+    if config[wildcards.dataset]["split"]["protocol"] != "lists" and src["kind"] == "demo":
+        return [src["images"], src["instances"]]
+    if src["kind"] == "coco2017":
+        return [f"resources/{wildcards.dataset}/.{name}.extracted"
+                for name in src.get("archives", {})]
+    return []
+
+
+def source_json(wildcards):
+    """The source section as sorted JSON, without `manifest` (how changes are noticed does not
+    change what the split or the tags hold)."""
+    src = {k: v for k, v in config[wildcards.dataset]["source"].items() if k != "manifest"}
+    return json.dumps(src, sort_keys=True)
 
 
 def uses_tags(wildcards):
@@ -98,13 +161,14 @@ def aux_inputs(wildcards):
 def aux_args(wildcards, input):
     """Command-line source of the aux labels: detections, or NUS-WIDE's user tags."""
     if uses_tags(wildcards):
-        return f"--tags-source-json {shlex.quote(section_json('source')(wildcards))}"
+        return f"--tags-source-json {shlex.quote(source_json(wildcards))}"
     class_map = section_json("auxiliary", "class_map")(wildcards)
     return f"--detections {input.detections} --class-map-json {shlex.quote(class_map)}"
 
 
 def detect_inputs(wildcards):
-    inputs = {"split": f"results/{wildcards.dataset}/split.h5"}
+    inputs = {"split": f"results/{wildcards.dataset}/split.h5",
+              "manifest": refreshed_manifest("images")(wildcards)}
     if config[wildcards.dataset]["detector"]["kind"] == "cell_classifier":
         inputs["checkpoint"] = f"resources/{wildcards.dataset}/cell_classifier.pt"
     inputs.update(results_inputs(config[wildcards.dataset]))  # coco_results: the user's files

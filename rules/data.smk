@@ -64,13 +64,35 @@ rule extract:
         "--dest {params.root} --marker {output} 2> {log}"
 
 
+rule manifest:
+    input:
+        manifest_producers,
+    output:
+        images="results/{dataset}/manifest/images.tsv",
+        split_inputs="results/{dataset}/manifest/split_inputs.tsv",
+    params:
+        spec=manifest_spec_json,
+    log:
+        "logs/manifest/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/manifest/{dataset}.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=scaled(2000),
+        runtime=scaled(30),
+    shell:
+        "python -m pipeline.stages.manifest --spec-json {params.spec:q} "
+        "--images {output.images} --split-inputs {output.split_inputs} 2> {log}"
+
+
 rule split:
     input:
         split_inputs,
     output:
         "results/{dataset}/split.h5",
     params:
-        source=section_json("source"),
+        source=source_json,
         split=section_json("split"),
     log:
         "logs/split/{dataset}.log",

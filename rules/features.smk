@@ -4,6 +4,7 @@
 rule features:
     input:
         split="results/{dataset}/split.h5",
+        manifest=refreshed_manifest("images"),
     output:
         "results/{dataset}/features.h5",
     params:

@@ -280,3 +280,106 @@ def test_lists_errors(tmp_path: Path) -> None:
         lists.build_split({}, {"train_list": str(tmp_path / "a.txt"),
                                "query_list": str(tmp_path / "nope.txt"),
                                "database_list": str(tmp_path / "a.txt")})
+
+
+def write_nuswide_images(root: Path) -> list[str]:
+    """A JPEG for every image-list line under root/Flickr; returns their relative paths."""
+    from PIL import Image
+
+    folders = ["actor", "beach", "sky"]
+    rel = [f"Flickr/{folders[i % 3]}/{i:04d}_{1000 + i}.jpg" for i in range(N_IMG)]
+    for r in rel:
+        (root / r).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4), (len(r) % 255, 0, 0)).save(root / r)
+    return rel
+
+
+def test_nuswide_drops_missing_empty_and_unreadable_images(nus) -> None:
+    """NUS-WIDE as shipped: files that are missing, empty or not images are dropped at split
+    time by default (split.missing_images: drop for this protocol), counted in the attrs;
+    split.missing_images: error stops and names the option."""
+    source, data = nus
+    root = Path(source["root"])
+    rel = write_nuswide_images(root)
+    common = np.stack([data["labels"][c] for c in sorted(COMMON)], 1)
+    kept = np.flatnonzero(common.any(1))
+    gone, empty, junk = (int(i) for i in kept[[3, 10, 40]])
+    (root / rel[gone]).unlink()
+    (root / rel[empty]).write_bytes(b"")
+    (root / rel[junk]).write_bytes(b"not a jpeg at all")
+    (root / rel[5]).unlink()                    # image 5 has no common concept: not counted
+    t = build_split(source, {"protocol": "nuswide", "per_concept_query": 5, "train": 50,
+                             "seed": 3})
+    assert t.ids.tolist() == [i for i in kept.tolist() if i not in (gone, empty, junk)]
+    assert (t.attrs["missing_images"], t.attrs["n_dropped_images"]) == ("drop", 3)
+    assert (t.attrs["n_missing_files"], t.attrs["n_empty_files"],
+            t.attrs["n_unreadable_files"]) == (1, 1, 1)
+    assert t.attrs["missing_images_checked"] is True
+    assert counts(t)[0] == 50 and sum(counts(t)) == len(kept) - 3
+    with pytest.raises(ValueError, match=r"3 of \d+ image files .*split\.missing_images: drop"):
+        build_split(source, {"per_concept_query": 5, "train": 50, "seed": 3,
+                             "missing_images": "error"})
+
+
+def test_missing_images_default_by_protocol() -> None:
+    """drop for the nuswide protocol (the schema's protocol-specific default), error
+    otherwise."""
+    from pipeline import schema
+
+    assert schema.fill("split", {"protocol": "nuswide"})["missing_images"] == "drop"
+    for protocol in ("random", "coco2017", "lists"):
+        assert schema.fill("split", {"protocol": protocol})["missing_images"] == "error"
+    assert schema.fill("split", {"protocol": "nuswide",
+                                 "missing_images": "error"})["missing_images"] == "error"
+
+
+def test_coco_format_missing_image_stops_naming_the_option(coco_collection) -> None:
+    src = {"kind": "coco_format", "instances": str(coco_collection["instances"]),
+           "images": str(coco_collection["images"])}
+    first = sorted(Path(src["images"]).iterdir())[0]
+    first.unlink()
+    with pytest.raises(ValueError, match=rf"{first.name} \(missing\).*split\.missing_images"):
+        build_split(src, {"protocol": "random", "train": 4, "query": 2, "seed": 0})
+    t = build_split(src, {"protocol": "random", "train": 4, "query": 2, "seed": 0,
+                          "missing_images": "drop"})
+    assert first.name not in set(t.paths) and t.attrs["n_missing_files"] == 1
+
+
+def test_nuswide_labels_and_tags_reading(nus) -> None:
+    """split.nuswide_images: labels_and_tags keeps the images whose ground truth and user tags
+    both hold one of the concepts (the paper's wording); attrs record the reading and counts."""
+    source, data = nus
+    split = {"protocol": "nuswide", "per_concept_query": 3, "train": 20, "seed": 0}
+    common = np.stack([data["labels"][c] for c in sorted(COMMON)], 1)
+    col = {n: i for i, n in enumerate(data["tag_names"])}
+    data["tags"][30:40] = 0  # ten labelled images without any tag
+    (Path(source["root"]) / "NUS_WID_Tags" / "AllTags1k.txt").write_text(
+        "".join("\t".join(str(int(v)) for v in row) + "\t\n" for row in data["tags"]))
+    tags = np.stack([data["tags"][:, col["bird" if c == "birds" else c]]
+                     for c in sorted(COMMON)], 1)
+    both = np.flatnonzero(common.any(1) & tags.any(1))
+    t = build_split(source, {**split, "nuswide_images": "labels_and_tags"})
+    assert t.ids.tolist() == both.tolist() and len(both) < int(common.any(1).sum())
+    assert t.attrs["nuswide_images"] == "labels_and_tags"
+    assert t.attrs["n_images_with_concepts"] == int(common.any(1).sum())
+    assert t.attrs["paper_counts"]["images"] == 145733
+    default = build_split(source, split)
+    assert default.attrs["nuswide_images"] == "labels"
+    assert default.ids.tolist() == np.flatnonzero(common.any(1)).tolist()
+
+
+@pytest.mark.parametrize("total", [30, 90])
+def test_nuswide_query_count_exact_by_construction(nus, total: int) -> None:
+    """split.query trims (30 < the union) or tops up (90 > it) the de-duplicated draws to
+    exactly that many queries, seeded."""
+    source, _ = nus
+    split = {"protocol": "nuswide", "per_concept_query": 3, "train": 20, "seed": 0}
+    drawn = build_split(source, split)
+    n_union = counts(drawn)[1]
+    assert n_union == drawn.attrs["n_queries_drawn"] and 30 < n_union < 90
+    t = build_split(source, {**split, "query": total})
+    assert counts(t)[1] == total and counts(t)[0] == 20
+    again = build_split(source, {**split, "query": total})
+    assert np.array_equal(t.split, again.split)
+    if total < n_union:  # trimmed: every query comes from the per-concept draws
+        assert set(t.ids[t.split == QUERY]) <= set(drawn.ids[drawn.split == QUERY])

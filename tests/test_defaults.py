@@ -305,11 +305,12 @@ def test_a_coco_format_collection_is_one_short_section(tmp_path: Path) -> None:
     text = _snakemake(tmp_path, "--configfile", str(path), "-n", "results/mine_map.csv")
     rows, bits = 3, 2
     assert _job_stats(text) == {
-        "split": 1, "features": 1, "detect": 1, "auxiliary": 1, "evaluate_float": 1,
+        "manifest": 1, "split": 1, "features": 1, "detect": 1, "auxiliary": 1,
+        "evaluate_float": 1,
         "train": rows * bits, "encode": rows * bits, "evaluate": rows * bits, "table": 1,
         "report": 1,
         "curves": 1, "gallery": bits, "history_plot": bits,  # LAGNH's loss curves
-        "total": 4 + 1 + 3 * rows * bits + 2 + 1 + 2 * bits}
+        "total": 5 + 1 + 3 * rows * bits + 2 + 1 + 2 * bits}
     # the detect rule reads the user's results json: no file to hand-place
     (tmp_path / "detections.json").unlink()
     run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),

@@ -242,3 +242,58 @@ def test_extract_rejects_paths_outside_dest(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="outside"):
         dl.extract(archive, tmp_path / "d", tmp_path / "d" / ".m")
     assert not (tmp_path / "escape.txt").exists()
+
+
+# A stage process that extracts slowly (each member waits), so a test can stop it midway.
+_SLOW_EXTRACT = """
+import sys, time, zipfile
+_orig = zipfile.ZipFile.extract
+def _slow(self, member, path=None, pwd=None):
+    out = _orig(self, member, path, pwd)
+    time.sleep(0.2)
+    return out
+zipfile.ZipFile.extract = _slow
+from pipeline.stages.extract import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_extraction_leaves_no_temp_folder(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    archive = tmp_path / "big.zip"
+    archive.write_bytes(make_zip({f"images/{i:04d}.jpg": b"x" * 100 for i in range(200)}))
+    dest = tmp_path / "coco"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_EXTRACT, "--archive", str(archive), "--dest", str(dest)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob(".coco.extract-big.*/images/*")):
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".coco.extract-big.*")), "the extraction never started"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.zip", "coco"]
+    assert not (dest / ".big.extracted").exists()
+
+
+def test_next_run_removes_stale_temp_folders(tmp_path: Path) -> None:
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(PAYLOAD)
+    dest = tmp_path / "coco"
+    dead = tmp_path / ".coco.extract-a.k3j4h5g6"          # what a SIGKILLed run left
+    legacy = tmp_path / ".coco.extract-abcd1234"          # the former naming
+    other = tmp_path / ".coco.extract-a2.zzzzzzzz"        # another archive's: may be running
+    for d in (dead, legacy, other):
+        (d / "train2017").mkdir(parents=True)
+        (d / "train2017" / "x.jpg").write_bytes(b"x")
+    dl.extract(archive, dest, dest / ".a.extracted")
+    assert not dead.exists() and not legacy.exists()
+    assert (other / "train2017" / "x.jpg").exists()
+    assert (dest / ".a.extracted").exists()

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 import pipeline.backbones as pf
-from pipeline.artifacts import check_aligned, partial_path, read_h5
+from pipeline.artifacts import check_aligned, partial_path, read_attrs, read_h5
 from pipeline.data.split_table import SplitTable, write_split
 from pipeline.stages import features as stage
 
@@ -180,7 +180,8 @@ def test_too_small_image_size_names_the_config_key(split, tmp_path):
 
 def test_missing_image_file_exits_naming_it(split, tmp_path):
     (tmp_path / "images" / "img06.jpg").unlink()
-    with pytest.raises(SystemExit, match=r"1 image files .* missing.*img06\.jpg"):
+    with pytest.raises(SystemExit,
+                       match=r"1 image files .* missing.*img06\.jpg.*split\.missing_images: drop"):
         stage.main(cli_args(split, tmp_path / "f.h5", LITE))
     assert not (tmp_path / "f.h5").exists()
 
@@ -334,3 +335,57 @@ def test_resume_after_process_is_killed(split, tmp_path, sig, caplog):
         f.attrs["split_file"], f.attrs["dataset"] = str(split), "tiny"
         f.attrs["protocol"] = "random"
     assert_same_file(ref, out)
+
+
+def test_default_vgg16_preprocessing_equals_the_weights_transforms(tmp_path):
+    """features.preprocess defaults to the weights' own transforms: resize 256, centre crop 224
+    (not a stretch to 224x224); the pixels reaching VGG16 equal torchvision's on a 300x200
+    image (transforms() needs no weights download)."""
+    from torchvision.models import VGG16_Weights
+
+    path = tmp_path / "wide.jpg"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(path)
+    prep = pf.preprocessing({"backbone": "vgg16_fc7"})
+    assert (prep["preprocess"], prep["resize_size"], prep["crop_size"]) == ("weights", 256, 224)
+    x = pf.load_image(str(path), prep["crop_size"], prep["resize_size"])
+    mean = torch.tensor(pf.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(pf.IMAGENET_STD).view(1, 3, 1, 1)
+    ours = pf.normalise(x[None], mean, std)[0]
+    with Image.open(path) as im:
+        theirs = VGG16_Weights.IMAGENET1K_V1.transforms()(im.convert("RGB"))
+    assert ours.shape == theirs.shape == (3, 224, 224)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    stretched = pf.load_image(str(path), 224)
+    assert not torch.equal(stretched, x)  # the former stretch differs on a non-square image
+    assert pf.preprocessing({"backbone": "vgg16_fc7", "preprocess": "stretch",
+                             "image_size": 100})["crop_size"] == 100
+
+
+def test_features_attrs_record_the_preprocessing(split, tmp_path):
+    """attrs say which preprocessing made the rows; the net sees 224x224 crops (weights) or
+    image_size squares (stretch)."""
+    paths, ids = image_paths(split)
+    seen: list[tuple[int, ...]] = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(tuple(x.shape[1:]))
+            return x.mean((2, 3))
+
+    info = {"layer": "probe", "dim": 3, "mean": pf.IMAGENET_MEAN, "std": pf.IMAGENET_STD,
+            "normalisation": "ImageNet mean/std on [0,1] pixels", "weights": "probe"}
+    for mode, shape, resize in (("weights", (3, 224, 224), 256), ("stretch", (3, 40, 40), "none")):
+        cfg = {"backbone": "vgg16_fc7", "weights": "DEFAULT", "image_size": 40,
+               "batch_size": 4, "preprocess": mode}
+        out = tmp_path / f"{mode}.h5"
+        seen.clear()
+        pf.extract(paths[:3], ids[:3], cfg, out, model=(Probe(), info))
+        attrs = read_attrs(out)
+        assert attrs["preprocess"] == mode and attrs["resize_size"] == resize
+        assert attrs["crop_size"] == shape[1] and set(seen) == {shape}
+        assert ("transforms()" in attrs["preprocessing"]) == (mode == "weights")
+        seen.clear()  # a new image is read as the stage reads it (search --image)
+        feats, ok, finfo = pf.features_of(paths[:3], cfg, model=(Probe(), info))
+        assert set(seen) == {shape} and finfo["preprocess"] == mode
+        np.testing.assert_array_equal(feats, read_h5(out)[0]["features"])

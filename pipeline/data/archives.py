@@ -20,6 +20,13 @@ its top-level entries is moved into ``DIR`` with ``os.replace``; a top-level fol
 exists in ``DIR`` (two archives sharing a folder) is merged entry by entry the same way. The marker
 file, which lists the archive's members, is written last: a marker means the extraction finished.
 A corrupt archive raises a clear error and leaves nothing behind.
+
+The temporary folder (``.<DIR name>.extract-<archive stem>.XXXXXXXX``, up to the archive's
+unpacked size, 18 GB for COCO's train2017) is removed on every exit path, SIGTERM included (a
+cancelled Snakemake or cluster job: :func:`extract` turns SIGTERM into ``SystemExit`` while it
+runs, so its ``finally`` runs). What a SIGKILL or a power cut leaves is removed by the next
+extraction of the same archive (:func:`remove_stale_temp`): Snakemake never runs two jobs for
+one output at once, so a folder of that archive's name is a dead run's.
 """
 
 from __future__ import annotations
@@ -30,13 +37,17 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -240,33 +251,50 @@ def _move_into(src: Path, dst: Path) -> None:
     os.replace(src, dst)
 
 
-def extract(archive: str | os.PathLike, dest: str | os.PathLike,
-            marker: str | os.PathLike | None = None) -> list[str]:
-    """Unpack a zip archive into ``dest`` atomically, then write ``marker`` listing its members.
+def temp_prefix(dest: Path, archive: Path) -> str:
+    """Name prefix of ``archive``'s temporary extraction folders beside ``dest``."""
+    return f".{dest.name}.extract-{archive.stem}."
 
-    The archive is extracted (CRC-checked) into a temporary folder beside ``dest``; only when
-    that succeeded are its top-level entries moved into ``dest`` with ``os.replace`` (merging
-    into folders that already exist). On any error the temporary folder is removed and
-    ``dest`` is untouched.
 
-    Args:
-        archive: the zip file.
-        dest: destination folder (created if needed).
-        marker: file written last (default ``dest/.<archive name>.extracted``): a comment line
-            naming the archive, then one member name per line.
+def remove_stale_temp(dest: str | os.PathLike, archive: str | os.PathLike) -> list[Path]:
+    """Remove the temporary folders an interrupted extraction of ``archive`` left beside
+    ``dest`` (and those of the former naming, ``.<DIR name>.extract-XXXXXXXX``); returns them."""
+    dest, archive = Path(dest).resolve(), Path(archive)
+    if not dest.parent.is_dir():
+        return []
+    ours = temp_prefix(dest, archive)
+    legacy = re.compile(rf"^\.{re.escape(dest.name)}\.extract-[A-Za-z0-9_]{{8}}$")
+    stale = [p for p in dest.parent.iterdir() if p.is_dir() and not p.is_symlink()
+             and (p.name.startswith(ours) or legacy.match(p.name))]
+    for p in stale:
+        log.warning("removing %s, left by an interrupted extraction", p)
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
 
-    Returns:
-        The archive's member names.
 
-    Raises:
-        ValueError: the archive is missing, not a zip, corrupt, or has unsafe member paths.
-    """
-    archive, dest = Path(archive), Path(dest).resolve()
-    marker = Path(marker) if marker is not None else dest / f".{archive.stem}.extracted"
-    if not archive.is_file():
-        raise ValueError(f"{archive}: archive not found")
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extract-", dir=dest.parent))
+@contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """While inside, SIGTERM raises ``SystemExit(143)`` (so ``finally`` blocks run); the former
+    handler is restored on leaving. Does nothing outside the main thread (Python allows signal
+    handlers only there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _extract_via_temp(archive: Path, dest: Path) -> list[str]:
+    """Unpack into a fresh temporary folder beside ``dest``, then move its entries into
+    ``dest``; the folder is removed whatever happens."""
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest, archive), dir=dest.parent))
     try:
         try:
             with zipfile.ZipFile(archive) as zf:
@@ -285,6 +313,39 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike,
             _move_into(entry, dest / entry.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return names
+
+
+def extract(archive: str | os.PathLike, dest: str | os.PathLike,
+            marker: str | os.PathLike | None = None) -> list[str]:
+    """Unpack a zip archive into ``dest`` atomically, then write ``marker`` listing its members.
+
+    The archive is extracted (CRC-checked) into a temporary folder beside ``dest``; only when
+    that succeeded are its top-level entries moved into ``dest`` with ``os.replace`` (merging
+    into folders that already exist). On any error the temporary folder is removed and
+    ``dest`` is untouched; SIGTERM removes it too (:func:`sigterm_as_exit`), and folders a
+    killed earlier run left are removed first (:func:`remove_stale_temp`).
+
+    Args:
+        archive: the zip file.
+        dest: destination folder (created if needed).
+        marker: file written last (default ``dest/.<archive name>.extracted``): a comment line
+            naming the archive, then one member name per line.
+
+    Returns:
+        The archive's member names.
+
+    Raises:
+        ValueError: the archive is missing, not a zip, corrupt, or has unsafe member paths.
+    """
+    archive, dest = Path(archive), Path(dest).resolve()
+    marker = Path(marker) if marker is not None else dest / f".{archive.stem}.extracted"
+    if not archive.is_file():
+        raise ValueError(f"{archive}: archive not found")
+    dest.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp(dest, archive)
+    with sigterm_as_exit():
+        names = _extract_via_temp(archive, dest)
     with atomic_path(marker) as t:
         t.write_text(f"# extracted from {archive} ({len(names)} members)\n"
                      + "".join(f"{n}\n" for n in names))

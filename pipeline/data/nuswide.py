@@ -22,10 +22,26 @@ Protocol (``split``: ``per_concept_query`` 200, ``train`` 5000, ``seed``):
 
 1. concepts: ``source.concepts``, or the ``n_concepts`` concepts with the most positive images
    in the label files (ties by name); columns in alphabetical order of the concept names;
-2. images with none of these concepts are dropped (145,733 remain in the paper);
+2. images with none of these concepts are dropped (145,733 remain in the paper), then those
+   whose file is missing, empty or unreadable (``split.missing_images``, default ``drop`` for
+   this protocol; counted in the attrs);
 3. query: for each concept in column order, ``per_concept_query`` images drawn at random from
-   the images having that concept; the union, de-duplicated (3,156 in the paper);
+   the images having that concept; the union, de-duplicated (3,156 in the paper); with
+   ``split.query`` (config.yaml sets 3156) surplus queries are dropped or missing ones added at
+   random so that there are exactly that many (the union's size depends on the draw and on the
+   images; a fixed count needs this step);
 4. train: ``train`` images drawn at random from the rest; retrieval: everything else (137,577).
+
+**Image count.** Step 2 keeps every image with one of the concepts in the ground truth:
+195,834 of the official files for the 21 most frequent concepts (the count other hashing
+code's NUS-WIDE preprocessing states), while the paper reports 145,733. The
+paper's wording ("we first select images that fall into the 21 most common tags, then remove
+those that do not belong to the 21 most common categories") reads as requiring both a concept
+in the ground truth *and* one of the concepts' user tags: ``split.nuswide_images:
+labels_and_tags`` implements that reading (tags as in :func:`concept_tags`). Whether it gives
+145,733 on the official files is not checked here (no copy of NUS-WIDE offline); split.h5's
+attrs record ``nuswide_images``, ``n_images_with_concepts``, the counts and ``paper_counts``
+side by side.
 
 Keys left out take the schema's defaults (:func:`pipeline.schema.fill`). One generator seeded
 with ``split.seed`` makes all draws. ``ids`` are 0-based line numbers of
@@ -43,11 +59,14 @@ from typing import Any
 import numpy as np
 
 from pipeline import schema
+from pipeline.data import images
 from pipeline.data.split_table import QUERY, RETRIEVAL, TRAIN, SplitTable
 
 log = logging.getLogger("pipeline.datasets.nuswide")
 
 PROTOCOL = "nuswide21-paper"
+#: the paper's Table 2 / Sec. 4.1 counts (recorded beside ours in split.h5's attrs)
+PAPER_COUNTS = {"images": 145733, "query": 3156, "train": 5000, "retrieval": 137577}
 _LINES_PER_BLOCK = 20000
 
 
@@ -208,7 +227,7 @@ def select_concepts(source: dict[str, Any], n_images: int) -> list[str]:
 def build_split(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
     """Build the paper's NUS-WIDE split (see the module docstring for keys and protocol)."""
     cfg = _cfg(source)
-    split = schema.fill("split", split)
+    split = schema.fill("split", {"protocol": "nuswide", **split})  # its defaults
     check_files(source)
     if not _path(source, "images").is_dir():
         log.warning("image folder %s (source.images) does not exist yet; the features stage "
@@ -218,11 +237,20 @@ def build_split(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
     concepts = select_concepts(source, n_all)
     labels = read_concept_labels(source, concepts, n_all)
     keep = labels.any(1)
+    n_labelled = int(keep.sum())
+    if split["nuswide_images"] == "labels_and_tags":
+        keep &= concept_tags(source, concepts, n_all).any(1)
+        log.info("nuswide: %d of the %d images with a concept also carry one of its tags",
+                 int(keep.sum()), n_labelled)
     ids = np.flatnonzero(keep).astype(np.int64)
     paths, labels = paths[keep], labels[keep]
-    n = len(ids)
-    log.info("nuswide: %d of %d images have at least one of the %d concepts", n, n_all,
+    n_concept = len(ids)
+    log.info("nuswide: %d of %d images have at least one of the %d concepts", n_concept, n_all,
              len(concepts))
+    usable, image_attrs = images.apply_policy(source["root"], list(paths),
+                                              split["missing_images"], "nuswide")
+    ids, paths, labels = ids[usable], paths[usable], labels[usable]
+    n = len(ids)
 
     per = int(split["per_concept_query"])
     n_train = int(split["train"])
@@ -234,6 +262,9 @@ def build_split(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
             log.warning("nuswide: concept '%s' has only %d images (< per_concept_query=%d); "
                         "all are queries", name, len(pos), per)
         query[rng.choice(pos, size=min(per, len(pos)), replace=False)] = True
+    n_drawn = int(query.sum())
+    if split.get("query") is not None:
+        query = exact_query_count(query, int(split["query"]), rng)
     rest = np.flatnonzero(~query)
     if not 0 < n_train < len(rest):
         raise ValueError(f"nuswide: split.train={n_train} must be between 1 and "
@@ -243,12 +274,60 @@ def build_split(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
     codes[rng.choice(rest, size=n_train, replace=False)] = TRAIN
     counts = {k: int((codes == v).sum()) for k, v in
               (("train", TRAIN), ("query", QUERY), ("retrieval", RETRIEVAL))}
-    log.info("nuswide: %d query draws → %d queries after de-duplication; %s",
-             per * len(concepts), counts["query"], counts)
+    log.info("nuswide: %d query draws → %d queries after de-duplication%s; %s",
+             per * len(concepts), n_drawn,
+             f", {counts['query']} after split.query" if split.get("query") else "", counts)
     return SplitTable(ids, paths, labels, codes, concepts,
                       str(Path(source["root"])), PROTOCOL,
-                      {"n_images_listed": n_all, "n_images_without_concepts": n_all - n,
-                       "per_concept_query": per, "image_list": str(cfg["image_list"])})
+                      {"n_images_listed": n_all, "n_images_without_concepts": n_all - n_concept,
+                       "per_concept_query": per, "image_list": str(cfg["image_list"]),
+                       "nuswide_images": split["nuswide_images"],
+                       "n_images_with_concepts": n_labelled, "n_queries_drawn": n_drawn,
+                       "paper_counts": PAPER_COUNTS,
+                       **image_attrs})
+
+
+def exact_query_count(query: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
+    """The query mask with exactly ``total`` rows: surplus queries dropped or missing ones added,
+    chosen at random with ``rng`` (``split.query`` for NUS-WIDE; the paper's 3,156 is the size
+    of one draw's de-duplicated union, so a fixed size needs this step).
+
+    Example:
+        >>> q = exact_query_count(np.arange(10) < 6, 4, np.random.default_rng(0))
+        >>> int(q.sum()), bool(q[6:].any())
+        (4, False)
+    """
+    query = query.copy()
+    have = np.flatnonzero(query)
+    if total > len(query) - 2:
+        raise ValueError(f"nuswide: split.query={total} leaves no training or retrieval image "
+                         f"among {len(query)}; lower it")
+    if len(have) > total:
+        query[rng.choice(have, size=len(have) - total, replace=False)] = False
+    elif len(have) < total:
+        query[rng.choice(np.flatnonzero(~query), size=total - len(have), replace=False)] = True
+    return query
+
+
+def concept_tags(source: dict[str, Any], concepts: list[str], n_all: int) -> np.ndarray:
+    """uint8 (n_all, len(concepts)): 1 where an image's user tags hold a concept's tag (its
+    name, or ``source.tag_map``'s), every image-list row."""
+    cfg = _cfg(source)
+    check_files(source, concepts, need_tags=True)
+    tags_path, list_path = _path(source, "tags_file"), _path(source, "tag_list")
+    tags = [t.strip() for t in list_path.read_text(encoding="utf-8",
+                                                   errors="replace").splitlines() if t.strip()]
+    col = {t.lower(): i for i, t in enumerate(tags)}
+    tag_map = {str(k): str(v) for k, v in (cfg["tag_map"] or {}).items()}
+    wanted = [tag_map.get(c, c).lower() for c in concepts]
+    unknown = [c for c, w in zip(concepts, wanted, strict=True) if w not in col]
+    if unknown:
+        raise ValueError(f"nuswide: no tag column in {list_path} for concept(s) {unknown}; "
+                         "map them to tag names with source.tag_map (concept: tag)")
+    matrix = read_binary_matrix(tags_path, n_cols=len(tags), columns=[col[w] for w in wanted])
+    if len(matrix) != n_all:
+        raise ValueError(f"{tags_path}: {len(matrix)} rows, but the image list has {n_all}")
+    return matrix
 
 
 def tag_aux_labels(source: dict[str, Any], ids: np.ndarray,
@@ -264,24 +343,11 @@ def tag_aux_labels(source: dict[str, Any], ids: np.ndarray,
     Returns:
         uint8 (len(ids), len(concepts)), rows in the order of ``ids``.
     """
-    cfg = _cfg(source)
     check_files(source, concepts, need_tags=True)
     n_all = len(read_image_list(source))
     if concepts is None:
         concepts = select_concepts(source, n_all)
-    tags_path, list_path = _path(source, "tags_file"), _path(source, "tag_list")
-    tags = [t.strip() for t in list_path.read_text(encoding="utf-8",
-                                                   errors="replace").splitlines() if t.strip()]
-    col = {t.lower(): i for i, t in enumerate(tags)}
-    tag_map = {str(k): str(v) for k, v in (cfg["tag_map"] or {}).items()}
-    wanted = [tag_map.get(c, c).lower() for c in concepts]
-    unknown = [c for c, w in zip(concepts, wanted, strict=True) if w not in col]
-    if unknown:
-        raise ValueError(f"nuswide: no tag column in {list_path} for concept(s) {unknown}; "
-                         "map them to tag names with source.tag_map (concept: tag)")
-    matrix = read_binary_matrix(tags_path, n_cols=len(tags), columns=[col[w] for w in wanted])
-    if len(matrix) != n_all:
-        raise ValueError(f"{tags_path}: {len(matrix)} rows, but the image list has {n_all}")
+    matrix = concept_tags(source, concepts, n_all)
     ids = np.asarray(ids, dtype=np.int64)
     if ids.size and (ids.min() < 0 or ids.max() >= n_all):
         raise ValueError(f"nuswide: ids out of range 0..{n_all - 1}; split.h5 does not belong "

@@ -21,6 +21,7 @@ import numpy as np
 
 from pipeline import schema
 from pipeline.artifacts import write_h5
+from pipeline.data import images
 
 log = logging.getLogger("pipeline.split")
 
@@ -93,13 +94,16 @@ def build_coco_format(source: dict[str, Any], split: dict[str, Any]) -> SplitTab
     log.info("%s: %d images, %d without annotations (%s)", source["instances"], len(table.ids),
              int(empty.sum()), split["empty_images"])
     ids, paths, labels = table.ids[keep], table.file_names[keep], table.labels[keep]
+    usable, image_attrs = images.apply_policy(source["images"], list(paths),
+                                              split["missing_images"], source["instances"])
+    ids, paths, labels = ids[usable], paths[usable], labels[usable]
     assign = random_split(len(ids), int(split["train"]), int(split["query"]),
                           split.get("retrieval"), int(split["seed"]))
     used = assign != UNUSED
     return SplitTable(ids[used], paths[used], labels[used], assign[used], table.class_names,
                       str(source["images"]), "random",
                       {"category_ids": table.category_ids,
-                       "n_empty_images": int(empty.sum())})
+                       "n_empty_images": int(empty.sum()), **image_attrs})
 
 
 #: kind → builder (a callable, or "module:function" imported on use)
@@ -130,8 +134,19 @@ def build_split(source: dict[str, Any], split: dict[str, Any]) -> SplitTable:
             raise ValueError(f"unknown dataset kind '{kind}'; valid kinds: {sorted(BUILDERS)}")
         builder = _resolve(BUILDERS[kind])
     table = builder(source, split)
+    if "missing_images" not in table.attrs:  # builders that do not check their images
+        table = _drop_unusable(table, split["missing_images"])
     table.validate(str(source.get("instances") or source.get("root") or source.get("kind")))
     return table
+
+
+def _drop_unusable(table: SplitTable, policy: str) -> SplitTable:
+    """``table`` after ``split.missing_images`` (rows kept in order; split codes unchanged)."""
+    keep, attrs = images.apply_policy(table.image_root, list(table.paths), policy,
+                                      table.protocol)
+    return SplitTable(table.ids[keep], table.paths[keep], table.labels[keep], table.split[keep],
+                      table.class_names, table.image_root, table.protocol,
+                      {**table.attrs, **attrs})
 
 
 def write_split(table: SplitTable, out: str | Path, dataset: str, seed: int | None) -> None:

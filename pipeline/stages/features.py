@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise SystemExit(f"{len(missing)} image files listed in {a.split} are missing under "
-                         f"{root}, e.g. {missing[:3]}; check the dataset's images folder")
+                         f"{root}, e.g. {missing[:3]}; restore them, or set "
+                         "split.missing_images: drop in the dataset's config to leave them "
+                         "out of the split (rerun the split)")
     cfg = json.loads(a.backbone_json)
     _exit_on_sigterm()
     extract(paths, data["ids"], cfg, a.out, pick_device(a.device),
