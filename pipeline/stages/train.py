@@ -3,7 +3,8 @@
 ``python -m pipeline.stages.train --method NAME --impl lagnh --bits 32 --split S --features F
 --aux A --params-json '{...}' --seed 0 --out model.pt --history history.csv``
 
-Only rows with ``split == train`` and a valid feature row are used. Methods that choose a
+Only rows with ``split == train`` and a valid feature row are used, and only those rows of
+``features.h5`` are read (by row blocks, :mod:`pipeline.stage_inputs`). Methods that choose a
 setting on a validation split of the training images (``USES_TRAIN_LABELS``, e.g.
 ``aux_itq``) also get those images' ground-truth labels; no other row's labels are read. The
 checkpoint holds the method's state with the parameters, seed and training ids that produced it.
@@ -24,7 +25,7 @@ from pipeline.artifacts import atomic_path, read_h5
 from pipeline.data.split_table import TRAIN
 from pipeline.device import set_threads
 from pipeline.methods import get_method, uses_train_labels
-from pipeline.stage_inputs import load_inputs
+from pipeline.stage_inputs import load_inputs, selected_features
 from pipeline.tuning import read_json, settings_source
 
 log = logging.getLogger("pipeline.train")
@@ -52,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     impl = a.impl or a.method
     module = get_method(impl)
     params = json.loads(a.params_json)
-    inp = load_inputs(a.split, a.features, a.aux)
+    inp = load_inputs(a.split, a.features, a.aux, features=False)  # rows read below
     rows = (inp.split == TRAIN) & inp.valid
     if not rows.any():
         raise SystemExit(f"{a.split}: no training rows with valid features; check the split")
-    X, Y = inp.features[rows], inp.aux[rows]
+    X, Y = selected_features(inp, rows), inp.aux[rows]  # only the training rows
     log.info("training %s (%s) at %d bits on %d images, features %s, aux %s", a.method, impl,
              a.bits, len(X), X.shape[1], Y.shape[1])
     extra = {}
