@@ -190,7 +190,17 @@ def on_gpu(wildcards):
 
 
 def gpu_features(wildcards):
-    return int(on_gpu(wildcards))
+    """A CNN backbone may use the GPU; features read from a user's file (`file`) never do."""
+    return int(on_gpu(wildcards) and config[wildcards.dataset]["features"]["backbone"] != "file")
+
+
+def features_inputs(wildcards):
+    """The features rule's inputs: the split, and with `backbone: file` the user's file."""
+    cfg = config[wildcards.dataset]["features"]
+    inputs = {"split": f"results/{wildcards.dataset}/split.h5"}
+    if cfg["backbone"] == "file":
+        inputs["source"] = cfg["path"]
+    return inputs
 
 
 def gpu_detect(wildcards):

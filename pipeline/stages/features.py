@@ -3,7 +3,8 @@
 ``python -m pipeline.stages.features --split S --backbone-json '{...}' --out features.h5
 [--device auto] [--threads N] [--commit-rows N]``
 
-Backbones, speed and resuming: see :mod:`pipeline.backbones`.
+Backbones, speed and resuming: see :mod:`pipeline.backbones`; ``backbone: file`` copies the
+rows of a user's feature file instead (:mod:`pipeline.feature_file`; no image is read).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pipeline import schema
 from pipeline.artifacts import read_h5
 from pipeline.backbones import extract
 from pipeline.device import pick_device, set_threads
+from pipeline.feature_file import import_features
 
 
 def _exit_on_sigterm() -> None:
@@ -45,17 +47,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     set_threads(a.threads)
     data, attrs = read_h5(a.split, ["ids", "paths"], stage="split")
+    cfg = json.loads(a.backbone_json)
+    provenance = {"split_file": a.split, "dataset": attrs.get("dataset"),
+                  "protocol": attrs.get("protocol")}
+    if cfg.get("backbone") == "file":
+        try:
+            import_features(cfg.get("path", ""), data["ids"], data["paths"],
+                            str(attrs.get("image_root", "")), a.out, provenance)
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"features: error: {e}") from e
+        return 0
     root = Path(attrs["image_root"])
     paths = [str(root / p) for p in data["paths"]]
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise SystemExit(f"{len(missing)} image files listed in {a.split} are missing under "
                          f"{root}, e.g. {missing[:3]}; check the dataset's images folder")
-    cfg = json.loads(a.backbone_json)
     _exit_on_sigterm()
-    extract(paths, data["ids"], cfg, a.out, pick_device(a.device),
-            {"split_file": a.split, "dataset": attrs.get("dataset"),
-             "protocol": attrs.get("protocol")},
+    extract(paths, data["ids"], cfg, a.out, pick_device(a.device), provenance,
             commit_rows=a.commit_rows)
     return 0
 
