@@ -111,8 +111,6 @@ def match_rows(keys: np.ndarray, by: str, ids: np.ndarray, paths: np.ndarray, ro
             hit = pos.get(str(rel), -1)
             if hit < 0:
                 hit = pos.get(os.path.normpath(os.path.join(root, str(rel))), -1)
-            if hit < 0:
-                hit = pos.get(os.path.join(root, str(rel)), -1)
             found.append(hit)
         wanted = [str(p) for p in paths]
     rows = np.asarray(found, dtype=np.int64)
