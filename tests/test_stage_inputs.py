@@ -165,7 +165,7 @@ def test_encode_blocks_are_whole_groups(tmp_path):
     aux = np.zeros((N, C), np.uint8)
     want = _GroupMean.encode({}, feats[idx], None, {})
     got = si.encode_rows(_GroupMean, {}, {}, str(path), idx, aux, np.ones(N, bool),
-                         block_bytes=3 * 4 * D)  # 3 rows asked: rounded to a group of 4
+                         block_bytes=7 * 4 * D)  # 7 rows asked: 4, a whole group
     assert np.array_equal(got, want)
 
 
