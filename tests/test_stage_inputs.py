@@ -183,3 +183,33 @@ def test_lagnh_batch_codes_by_blocks_equal_one_call(tmp_path):
                          block_bytes=6 * 4 * D)  # 6 rows asked: 4, a whole batch
     assert np.array_equal(got, want)
     assert unpack_codes(np.packbits(got, axis=1), 8).shape == (len(idx), 8)
+
+
+PROBE = """
+import sys
+import pipeline.baselines.pcah as m
+from pipeline.stages.train import main
+fit = m.fit
+def spy(*args, **kw):
+    print("torch during fit:", "torch" in sys.modules)
+    return fit(*args, **kw)
+m.fit = spy
+main(sys.argv[1:])
+print("torch after:", "torch" in sys.modules)
+"""
+
+
+def test_a_numpy_method_trains_before_torch_is_imported(tmp_path):
+    """torch's import alone is 0.6 GiB resident: a numpy method's fit must not carry it."""
+    import os
+    import subprocess
+    import sys
+
+    inputs = _write(tmp_path, _feats())
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", PROBE, "--method", "pcah", "--bits", "4",
+                          *inputs, "--threads", "1", "--out", str(tmp_path / "m.pt"),
+                          "--history", str(tmp_path / "h.csv")], capture_output=True,
+                         text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert "torch during fit: False" in out.stdout and "torch after: True" in out.stdout

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 
 import pandas as pd
-import torch
 
 from pipeline import schema
 from pipeline.artifacts import atomic_path, read_h5
@@ -49,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
                    "--params-json by the workflow: recorded as the settings' source")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    set_threads(a.threads)
     impl = a.impl or a.method
     module = get_method(impl)
+    if "torch" in sys.modules:  # a torch method; a numpy one trains before torch is imported
+        set_threads(a.threads)  # (its import alone is 0.6 GiB resident: benchmarks/README.md)
     params = json.loads(a.params_json)
     inp = load_inputs(a.split, a.features, a.aux, features=False)  # rows read below
     rows = (inp.split == TRAIN) & inp.valid
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             "seed": a.seed, "state": state, "train_ids": inp.ids[rows],
             "train_seconds": seconds, "feature_attrs": inp.feature_attrs,
             "settings_source": sources, "tune_file": a.tune}
+    import torch  # only now, when the training data and the fit's temporaries are freed
+
     with atomic_path(a.out) as tmp:
         torch.save(ckpt, tmp)
     with atomic_path(a.history) as tmp:
