@@ -491,7 +491,7 @@ def evaluate_retrieval(q_codes: np.ndarray, db_codes: np.ndarray, q_labels: np.n
 # --------------------------------------------------------------------------- float ceiling
 
 
-def _row_sq_norms(x: np.ndarray, block: int = 8192) -> np.ndarray:
+def _row_sq_norms(x: np.ndarray, block: int = 1024) -> np.ndarray:
     """Squared row norms accumulated in float64, block by block (no full float64 copy)."""
     out = np.empty(len(x), np.float64)
     for s in range(0, len(x), block):

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                   "protocol": attrs.get("protocol")}
     if cfg.get("backbone") == "file":
         try:
-            import_features(cfg.get("path", ""), data["ids"], data["paths"],
+            import_features(cfg["path"], data["ids"], data["paths"],
                             str(attrs.get("image_root", "")), a.out, provenance)
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"features: error: {e}") from e
