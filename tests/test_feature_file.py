@@ -135,3 +135,24 @@ def test_schema_needs_path_with_file_and_only_then():
         bad["demo"]["features"] = section
         with pytest.raises(Exception, match="path"):
             validate(bad, schema)
+
+
+def test_the_rule_reads_the_users_file_and_asks_no_gpu(tmp_path):
+    """Dry run of the paper's COCO features with `backbone: file`: the file is an input."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import venv_env
+
+    src = write_user_h5(tmp_path / "feats.h5", features=feats_of(IDS), ids=IDS)
+    run_ = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-n", "--forceall",
+         "results/coco/features.h5", "--config",
+         f"coco={{features: {{backbone: file, path: {src}}}}}"],
+        capture_output=True, text=True, env=venv_env(), cwd=ROOT)
+    assert run_.returncode == 0, run_.stderr[-3000:]
+    block = re.search(r"rule features:\n(.*?)\n\n", run_.stdout + "\n\n", re.S).group(1)
+    inputs = re.search(r"^\s+input: (.*)$", block, re.M).group(1)
+    assert str(src) in inputs and "results/coco/split.h5" in inputs
+    assert not re.search(r"\bgpu=[1-9]", block)
