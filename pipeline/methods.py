@@ -17,6 +17,10 @@ Optional, read with :func:`uses_aux` / :func:`uses_train_labels`:
 ``uses_aux(params) -> bool``
     whether the method reads the auxiliary labels (the report's caption names those rows);
     absent means no.
+``encode_group(state, params) -> int``
+    rows whose codes depend on each other (LAGNH's batch-wise encoding: its batch size); the
+    encode stage passes ``encode`` blocks of a multiple of it, in file order. Absent means 1:
+    every row's code depends on that row only.
 ``USES_TRAIN_LABELS = True``
     ``fit`` takes ``labels=`` (the training images' ground truth), used only to choose settings
     on a validation split of the training images (:mod:`pipeline.validation`).
@@ -74,6 +78,12 @@ def uses_aux(module: ModuleType, params: dict | None) -> bool:
     """Whether the method of ``module`` with ``params`` reads the auxiliary labels."""
     fn = getattr(module, "uses_aux", None)
     return bool(fn(params or {})) if callable(fn) else False
+
+
+def encode_group(module: ModuleType, state: dict, params: dict | None) -> int:
+    """Rows whose codes depend on each other (1 unless the module says otherwise)."""
+    fn = getattr(module, "encode_group", None)
+    return max(1, int(fn(state, params or {}))) if callable(fn) else 1
 
 
 def uses_train_labels(module: ModuleType) -> bool:

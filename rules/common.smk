@@ -261,7 +261,20 @@ def on_gpu(wildcards):
 
 
 def gpu_features(wildcards):
-    return int(on_gpu(wildcards))
+    """A CNN backbone may use the GPU; features read from a user's file (`file`) never do."""
+    return int(on_gpu(wildcards) and config[wildcards.dataset]["features"]["backbone"] != "file")
+
+
+def features_inputs(wildcards):
+    """The features rule's inputs: the split, and the user's file with `backbone: file`, else
+    the images' manifest (a changed image reruns the features)."""
+    cfg = config[wildcards.dataset]["features"]
+    inputs = {"split": f"results/{wildcards.dataset}/split.h5"}
+    if cfg["backbone"] == "file":
+        inputs["source"] = cfg["path"]
+    else:
+        inputs["manifest"] = refreshed_manifest("images")(wildcards)
+    return inputs
 
 
 def gpu_detect(wildcards):

@@ -18,8 +18,10 @@ rule encode:
         "logs/benchmarks/encode/{dataset}_{method}_{bits}.tsv"
     conda:
         "../envs/torch.yaml"
+    # peak 1.1 GiB at COCO scale on a CPU (benchmarks/README.md, memory); the rest is headroom
+    # for a CUDA context, which was not measured (no GPU lent)
     resources:
-        mem_mb=scaled(6000),
+        mem_mb=scaled(3000),
         runtime=scaled(60),
         gpu=gpu_method,
     shell:

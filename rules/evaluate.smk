@@ -39,8 +39,10 @@ rule evaluate_float:
         "logs/benchmarks/evaluate/{dataset}_float.tsv"
     conda:
         "../envs/eval.yaml"
+    # the query and retrieval features stay in memory: 1.8 GiB at COCO scale
+    # (benchmarks/README.md, memory)
     resources:
-        mem_mb=scaled(5000),
+        mem_mb=scaled(3500),
         runtime=scaled(60),
     shell:
         "python -m pipeline.stages.evaluate_float --split {input.split} "

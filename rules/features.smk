@@ -1,10 +1,10 @@
-# ImageNet-CNN features of every image (rows in split.h5 order).
+# ImageNet-CNN features of every image (rows in split.h5 order), or the rows of a user's
+# feature file (`features: {backbone: file, path: ...}`, then an input of the rule).
 
 
 rule features:
     input:
-        split="results/{dataset}/split.h5",
-        manifest=refreshed_manifest("images"),
+        unpack(features_inputs),
     output:
         "results/{dataset}/features.h5",
     params:

@@ -21,8 +21,10 @@ rule train:
         "logs/benchmarks/train/{dataset}_{method}_{bits}.tsv"
     conda:
         "../envs/torch.yaml"
+    # peak 0.97 GiB at COCO scale on a CPU (benchmarks/README.md, memory); the rest is headroom
+    # for a CUDA context, which was not measured (no GPU lent)
     resources:
-        mem_mb=scaled(6000),
+        mem_mb=scaled(3000),
         runtime=scaled(120),
         gpu=gpu_method,
     shell:

@@ -216,6 +216,13 @@ def load_generator(state: dict[str, Any], opts: LAGNHOptions) -> torch.nn.Module
     return gen.to(pick_device(opts.device)).eval()
 
 
+def encode_group(state: dict[str, Any], params: dict[str, Any] | None = None) -> int:
+    """Rows whose codes depend on each other: ``encode_batch_size`` in ``"batch"`` mode (blocks
+    of it in file order), else 1 (each image is encoded against the fixed training graph)."""
+    opts = encode_options(state, params)
+    return int(opts.encode_batch_size) if opts.encode_mode == "batch" else 1
+
+
 def encode(state: dict[str, Any], X: np.ndarray, Y: np.ndarray | None,
            params: dict[str, Any] | None = None) -> np.ndarray:
     """Binary codes (N, bits), ``True`` = +1, by Eq. (13) in ``encode_mode`` (see

@@ -491,7 +491,7 @@ def evaluate_retrieval(q_codes: np.ndarray, db_codes: np.ndarray, q_labels: np.n
 # --------------------------------------------------------------------------- float ceiling
 
 
-def _row_sq_norms(x: np.ndarray, block: int = 8192) -> np.ndarray:
+def _row_sq_norms(x: np.ndarray, block: int = 1024) -> np.ndarray:
     """Squared row norms accumulated in float64, block by block (no full float64 copy)."""
     out = np.empty(len(x), np.float64)
     for s in range(0, len(x), block):
@@ -539,8 +539,13 @@ def _check_float(q_feats: np.ndarray, db_feats: np.ndarray) -> None:
         raise ValueError(f"features must be (Q, D) and (N, D); got {qf.shape} and {df.shape}")
     if len(df) == 0:
         raise ValueError("the database (retrieval set) is empty")
-    if not (np.isfinite(qf).all() and np.isfinite(df).all()):
+    if not (_all_finite(qf) and _all_finite(df)):
         raise ValueError("features contain NaN or inf")
+
+
+def _all_finite(a: np.ndarray, block: int = 4096) -> bool:
+    """``np.isfinite(a).all()`` a block of rows at a time (no array-sized temporary)."""
+    return all(bool(np.isfinite(a[s:s + block]).all()) for s in range(0, len(a), block))
 
 
 def evaluate_retrieval_float(q_feats: np.ndarray, db_feats: np.ndarray, q_labels: np.ndarray,

@@ -10,6 +10,11 @@ with another row's model (rows of one method that differ only in encode-time par
 Writes packed codes (``np.packbits``, True = +1) of every query and retrieval row, in split.h5
 order. Rows whose image was unreadable are encoded from zero features and flagged ``valid = 0``
 (the features' flag), so that evaluation leaves them out of queries and database alike.
+
+Memory: the rows are read and encoded in blocks of about
+:data:`pipeline.stage_inputs.ENCODE_BLOCK_BYTES` of
+features (a multiple of the method's :func:`~pipeline.methods.encode_group`, so batch-wise
+codes are the same as from one call); training rows are never read.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pipeline.codes import pack_codes
 from pipeline.data.split_table import TRAIN, UNUSED
 from pipeline.device import set_threads
 from pipeline.methods import get_method, uses_aux
-from pipeline.stage_inputs import load_inputs
+from pipeline.stage_inputs import encode_rows, load_inputs
 
 log = logging.getLogger("pipeline.encode")
 
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(a.threads)
     ckpt = torch.load(a.model, map_location="cpu", weights_only=False)
     module = get_method(ckpt["impl"])
-    inp = load_inputs(a.split, a.features, a.aux)
+    inp = load_inputs(a.split, a.features, a.aux, features=False)  # rows read by blocks below
     rows = (inp.split != TRAIN) & (inp.split != UNUSED)
     n_invalid = int((rows & ~inp.valid).sum())
     if n_invalid:
@@ -59,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     state = ckpt["state"]
     width = int(state.get("code_bits", ckpt["bits"]))
     t0 = time.time()
-    b = module.encode(state, inp.features[rows], inp.aux[rows], params)
+    b = encode_rows(module, state, params, a.features, np.flatnonzero(rows), inp.aux,
+                    inp.valid)
     seconds = time.time() - t0
-    b = np.asarray(b)
     if b.dtype != bool or b.shape != (int(rows.sum()), width):
         raise RuntimeError(f"{ckpt['impl']}.encode returned {b.dtype} {b.shape}, expected "
                            f"bool ({int(rows.sum())}, {width})")

@@ -3,7 +3,8 @@
 ``python -m pipeline.stages.features --split S --backbone-json '{...}' --out features.h5
 [--device auto] [--threads N] [--commit-rows N]``
 
-Backbones, speed and resuming: see :mod:`pipeline.backbones`.
+Backbones, speed and resuming: see :mod:`pipeline.backbones`; ``backbone: file`` copies the
+rows of a user's feature file instead (:mod:`pipeline.feature_file`; no image is read).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pipeline import schema
 from pipeline.artifacts import read_h5
 from pipeline.backbones import extract
 from pipeline.device import pick_device, set_threads
+from pipeline.feature_file import import_features
 
 
 def _exit_on_sigterm() -> None:
@@ -45,6 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     set_threads(a.threads)
     data, attrs = read_h5(a.split, ["ids", "paths"], stage="split")
+    cfg = json.loads(a.backbone_json)
+    provenance = {"split_file": a.split, "dataset": attrs.get("dataset"),
+                  "protocol": attrs.get("protocol")}
+    if cfg.get("backbone") == "file":
+        try:
+            import_features(cfg["path"], data["ids"], data["paths"],
+                            str(attrs.get("image_root", "")), a.out, provenance)
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"features: error: {e}") from e
+        return 0
     root = Path(attrs["image_root"])
     paths = [str(root / p) for p in data["paths"]]
     missing = [p for p in paths if not Path(p).exists()]
@@ -53,11 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"{root}, e.g. {missing[:3]}; restore them, or set "
                          "split.missing_images: drop in the dataset's config to leave them "
                          "out of the split (rerun the split)")
-    cfg = json.loads(a.backbone_json)
     _exit_on_sigterm()
-    extract(paths, data["ids"], cfg, a.out, pick_device(a.device),
-            {"split_file": a.split, "dataset": attrs.get("dataset"),
-             "protocol": attrs.get("protocol")},
+    extract(paths, data["ids"], cfg, a.out, pick_device(a.device), provenance,
             commit_rows=a.commit_rows)
     return 0
 

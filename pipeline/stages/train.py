@@ -3,7 +3,8 @@
 ``python -m pipeline.stages.train --method NAME --impl lagnh --bits 32 --split S --features F
 --aux A --params-json '{...}' --seed 0 --out model.pt --history history.csv``
 
-Only rows with ``split == train`` and a valid feature row are used. Methods that choose a
+Only rows with ``split == train`` and a valid feature row are used, and only those rows of
+``features.h5`` are read (by row blocks, :mod:`pipeline.stage_inputs`). Methods that choose a
 setting on a validation split of the training images (``USES_TRAIN_LABELS``, e.g.
 ``aux_itq``) also get those images' ground-truth labels; no other row's labels are read. The
 checkpoint holds the method's state with the parameters, seed and training ids that produced it.
@@ -14,17 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 
 import pandas as pd
-import torch
 
 from pipeline import schema
 from pipeline.artifacts import atomic_path, read_h5
 from pipeline.data.split_table import TRAIN
 from pipeline.device import set_threads
 from pipeline.methods import get_method, uses_train_labels
-from pipeline.stage_inputs import load_inputs
+from pipeline.stage_inputs import load_inputs, selected_features
 from pipeline.tuning import read_json, settings_source
 
 log = logging.getLogger("pipeline.train")
@@ -48,15 +49,16 @@ def main(argv: list[str] | None = None) -> int:
                    "--params-json by the workflow: recorded as the settings' source")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    set_threads(a.threads)
     impl = a.impl or a.method
     module = get_method(impl)
+    if "torch" in sys.modules:  # a torch method; a numpy one trains before torch is imported
+        set_threads(a.threads)  # (its import alone is 0.6 GiB resident: benchmarks/README.md)
     params = json.loads(a.params_json)
-    inp = load_inputs(a.split, a.features, a.aux)
+    inp = load_inputs(a.split, a.features, a.aux, features=False)  # rows read below
     rows = (inp.split == TRAIN) & inp.valid
     if not rows.any():
         raise SystemExit(f"{a.split}: no training rows with valid features; check the split")
-    X, Y = inp.features[rows], inp.aux[rows]
+    X, Y = selected_features(inp, rows), inp.aux[rows]  # only the training rows
     log.info("training %s (%s) at %d bits on %d images, features %s, aux %s", a.method, impl,
              a.bits, len(X), X.shape[1], Y.shape[1])
     extra = {}
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             "seed": a.seed, "state": state, "train_ids": inp.ids[rows],
             "train_seconds": seconds, "feature_attrs": inp.feature_attrs,
             "settings_source": sources, "tune_file": a.tune}
+    import torch  # only now, when the training data and the fit's temporaries are freed
+
     with atomic_path(a.out) as tmp:
         torch.save(ckpt, tmp)
     with atomic_path(a.history) as tmp:
