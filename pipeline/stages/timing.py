@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = json.loads(a.rows_json)
         if not isinstance(rows, list) or not rows:
             raise ValueError("--rows-json must be a non-empty JSON list")
-        rows = sorted(rows, key=lambda r: method_sort_key(r.get("method", "")))
+        if not all(isinstance(r, dict) and "method" in r for r in rows):
+            raise ValueError("--rows-json: every row must be an object with a 'method'")
+        rows = sorted(rows, key=lambda r: method_sort_key(r["method"]))
         md = timing_markdown(timing_rows(rows), a.bits, a.dataset, DISPLAY)
         with atomic_path(a.out) as tmp:
             tmp.write_text(md)
