@@ -117,7 +117,8 @@ def timing_markdown(rows: Sequence[Mapping[str, Any]], bits: int, dataset: str |
         "and depend on the machine, the threads each job had and the load from jobs run beside "
         "it: compare rows of one run. Encoding covers the query and retrieval images.",
         "",
-        "| Method | Training (s) | Encoding (s) | Training peak RSS (MB) | Encoding peak RSS (MB) |",
+        "| Method | Training (s) | Encoding (s) | Training peak RSS (MB) "
+        "| Encoding peak RSS (MB) |",
         "|---|---:|---:|---:|---:|",
     ]
     shared = []
