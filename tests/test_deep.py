@@ -135,10 +135,10 @@ def test_ssdh_half_gaussian_fit_matches_scipy_on_the_mirrored_samples():
 def test_ssdh_similarity_and_loss_by_hand():
     S = ssdh.semantic_similarity(np.array([[0.1, 0.4, 0.95]]), 0.2, 0.9)
     np.testing.assert_array_equal(S, [[1, 0, -1]])
-    H = torch.tensor([[1.0, 1.0], [1.0, -1.0]])  # r = 2: H H^T / r = [[1, 0], [0, 1]]
-    S2 = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
-    # |S| (HH^T/r - S)^2 = [[0, 1], [0, 0]] -> mean 1/4
-    assert ssdh.pairwise_loss(H, S2).item() == pytest.approx(0.25)
+    H = torch.tensor([[1.0, 1.0], [1.0, 1.0]])  # r = 2: H H^T / r = all ones
+    S2 = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])
+    # |S| (HH^T/r - S)^2 = [[0, 0 (left out)], [4, 0]] -> mean 1
+    assert ssdh.pairwise_loss(H, S2).item() == pytest.approx(1.0)
 
 
 def test_ssdh_records_its_similarity(data):
@@ -183,7 +183,8 @@ def test_tbh_training_lowers_the_reconstruction(data):
     (Xt, _), _, _ = data
     hist = tbh.fit(Xt, None, 16, {**TINY["tbh"], "iterations": 60}, 0)["history"]
     assert hist[-1]["step"] == 60 and len(hist) == 10  # 6 batches of 64 per pass over 400
-    assert hist[-1]["reconstruction"] < hist[0]["reconstruction"]
+    # measured: 64.8 -> 60.8 per image; without training it stays within 0.5 of 65
+    assert hist[-1]["reconstruction"] < hist[0]["reconstruction"] - 2
 
 
 # --- the contract, shared ---------------------------------------------------------------------
