@@ -97,7 +97,7 @@ def test_uhbdnn_refuses_layers_wider_than_the_input(data):
 
 def test_uhbdnn_training_lowers_the_objective(data):
     (Xt, _), _, _ = data
-    state = uhbdnn.fit(Xt, None, 16, {**TINY["uhbdnn"], "iterations": 3}, 0)
+    state = uhbdnn.fit(Xt, None, 16, {**TINY["uhbdnn"], "iterations": 3, "lbfgs_iters": 20}, 0)
     J = [h["J"] for h in state["history"]]
     assert len(J) == 4 and J[-1] < J[0]
 
