@@ -54,6 +54,10 @@ METHODS: dict[str, str] = {
     "lagnh": "pipeline.lagnh.method",
     "aux": "pipeline.baselines.aux",
     "aux_itq": "pipeline.baselines.aux_itq",
+    # the paper's unsupervised deep baselines (Table 3), trained on the features
+    "uhbdnn": "pipeline.deep.uhbdnn",
+    "ssdh": "pipeline.deep.ssdh",
+    "tbh": "pipeline.deep.tbh",
 }
 
 #: method -> parameters it reads only when encoding: a row that differs from another row of the

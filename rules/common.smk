@@ -47,8 +47,8 @@ def final_targets():
     d = "demo" if "demo" in config else next(iter(config))
     figures = [f"results/{d}_{name}.png" for name in ("topk_precision", "pr")]
     galleries = [f"results/{d}_gallery_{b}.png" for b in config[d]["bits"]]
-    return [f"results/{d}_map.csv", f"results/{d}_table.md", *figures, *galleries,
-            *history_plots(d)]
+    return [f"results/{d}_map.csv", f"results/{d}_table.md", f"results/{d}_timing.md",
+            *figures, *galleries, *history_plots(d)]
 
 
 def section_json(*keys):
@@ -219,6 +219,30 @@ def eval_jsons(wildcards):
     ds, d = config[wildcards.dataset], wildcards.dataset
     rows = [f"results/{d}/eval/{m}_{b}.json" for m in ds["methods"] for b in ds["bits"]]
     return [*rows, f"results/{d}/eval/float.json"]
+
+
+def _timing_row(dataset, method):
+    bits = config[dataset]["timing"]["bits"]
+    owner = model_row(dataset, method)
+    return {"method": method, "model_of": owner,
+            "train": f"logs/benchmarks/train/{dataset}_{owner}_{bits}.tsv",
+            "encode": f"logs/benchmarks/encode/{dataset}_{method}_{bits}.tsv"}
+
+
+def timing_train_benchmarks(wildcards):
+    """Benchmark files of the train jobs timed (a row sharing a model: that model's job)."""
+    rows = [_timing_row(wildcards.dataset, m) for m in config[wildcards.dataset]["methods"]]
+    return sorted({row["train"] for row in rows})
+
+
+def timing_encode_benchmarks(wildcards):
+    return [_timing_row(wildcards.dataset, m)["encode"]
+            for m in config[wildcards.dataset]["methods"]]
+
+
+def timing_rows_json(wildcards):
+    rows = [_timing_row(wildcards.dataset, m) for m in config[wildcards.dataset]["methods"]]
+    return json.dumps(rows, sort_keys=True)
 
 
 def gallery_codes(wildcards):

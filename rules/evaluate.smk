@@ -99,3 +99,31 @@ rule report:
     shell:
         "python -m pipeline.stages.report --inputs {input.evals} --map-csv {output.map_csv} "
         "--pk-csv {output.pk_csv} 2> {log}"
+
+
+rule timing:
+    input:
+        train=timing_train_benchmarks,
+        encode=timing_encode_benchmarks,
+    output:
+        report(
+            "results/{dataset}_timing.md",
+            caption="../captions/timing.rst",
+            category="Evaluation",
+            labels={"dataset": "{dataset}", "table": "timing"},
+        ),
+    params:
+        rows=timing_rows_json,
+        bits=lookup(dpath="{dataset}/timing/bits", within=config),
+    log:
+        "logs/timing/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/timing/{dataset}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        mem_mb=scaled(500),
+        runtime=scaled(5),
+    shell:
+        "python -m pipeline.stages.timing --dataset {wildcards.dataset} --bits {params.bits} "
+        "--rows-json {params.rows:q} --out {output} 2> {log}"

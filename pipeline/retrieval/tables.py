@@ -4,7 +4,8 @@ The ``report`` stage (:mod:`pipeline.stages.report`) writes the three files belo
 (:mod:`pipeline.plots.precision`) share the row order and display names.
 
 * **MAP CSV** (the layout of the paper's Table 3): one row per method, in the order
-  random, lsh, sklsh, sh, pcah, itq, sgh, aux, aux_itq, lagnh, then any other method
+  random, lsh, sklsh, sh, pcah, itq, sgh, the deep baselines (uhbdnn, deepbit_feat, ssdh,
+  sadh_feat, tbh), aux, aux_itq, lagnh, then any other method
   alphabetically, float last;
   columns ``method``, one ``"{bits} bits"`` column per code length (MAP, 4 decimals, empty when
   not evaluated), ``map_at`` (K of MAP@K or ``all``), ``zero_hit`` and ``n_queries``. The
@@ -32,14 +33,17 @@ from typing import Any
 from pipeline.artifacts import atomic_path
 
 #: row order of the paper's Table 3 (shallow baselines, then LAGNH); others follow alphabetically
-METHOD_ORDER = ("random", "lsh", "sklsh", "sh", "pcah", "itq", "sgh", "aux", "aux_itq",
-                "lagnh")
+METHOD_ORDER = ("random", "lsh", "sklsh", "sh", "pcah", "itq", "sgh",
+                "uhbdnn", "deepbit_feat", "ssdh", "sadh_feat", "tbh",  # deep, paper's order
+                "aux", "aux_itq", "lagnh")
 FLOAT = "float"
 #: rows never marked best: the real-valued ceiling and the random floor
 NOT_RANKED = (FLOAT, "random")
 DISPLAY = {"random": "Random", "lsh": "LSH", "sklsh": "SKLSH", "sh": "SH", "pcah": "PCAH",
            "itq": "ITQ", "sgh": "SGH", "aux": "Aux labels as code",
            "aux_itq": "Aux bits + ITQ", "lagnh": "LAGNH", "lagnh_batch": "LAGNH (batch-wise)",
+           "uhbdnn": "UH-BDNN", "ssdh": "SSDH", "tbh": "TBH",
+           "deepbit_feat": "DeepBit (on features)", "sadh_feat": "SADH (on features)",
            FLOAT: "Float (Euclidean)"}
 
 

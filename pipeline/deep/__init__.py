@@ -1,0 +1,95 @@
+r"""Unsupervised *deep* hashing baselines of the LAGNH paper's Table 3, trained on the features.
+
+The paper compares LAGNH with five unsupervised deep hashing methods (Table 3) and their training
+and encoding times (Table 4). Here each is a method of the registry contract
+(:mod:`pipeline.methods`): ``fit(X, Y, bits, params, seed)`` learns on the pipeline's CNN
+features of the training images (the auxiliary labels ``Y`` are ignored), ``encode`` returns
+bool codes. They run on the CPU in plain torch.
+
+* ``uhbdnn``: UH-BDNN, Do, Doan & Cheung, "Learning to Hash with Binary Deep Neural Network",
+  ECCV 2016 (:mod:`pipeline.deep.uhbdnn`);
+* ``ssdh``: SSDH, Yang et al., "Semantic Structure-based Unsupervised Deep Hashing", IJCAI 2018
+  (:mod:`pipeline.deep.ssdh`);
+* ``tbh``: TBH, Shen et al., "Auto-Encoding Twin-Bottleneck Hashing", CVPR 2020
+  (:mod:`pipeline.deep.tbh`).
+
+UH-BDNN and TBH learn from features in their papers too; SSDH fine-tunes VGG16 on the images,
+and here trains the layers above the (fixed) features, which stand for its fc7 output.
+
+This ``__init__`` holds what the modules share: a seeded torch context that leaves the global
+random state alone, row-block encoding through a torch function, and the state checks of
+:mod:`pipeline.baselines`. It imports none of the method modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.baselines import block_rows, encode_blocks, encode_inputs
+
+__all__ = ["as_tensor", "encode_torch", "epoch_batches", "seeded", "positive_int", "number"]
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block with torch's CPU generator seeded by ``seed``; restore it afterwards, so
+    that a method's initialisation and batch order depend on its seed only."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def as_tensor(X: Any) -> torch.Tensor:
+    """float32 torch tensor of the rows of ``X`` (no copy when already float32 numpy)."""
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(X, dtype=np.float32)))
+
+
+def epoch_batches(n: int, batch_size: int, drop_last: bool = True) -> list[torch.Tensor]:
+    """Index batches of one shuffled pass over ``n`` rows, drawn from torch's generator.
+
+    With ``drop_last`` a pass holds ``n // batch_size`` full batches (one when ``n`` is smaller
+    than a batch: all rows), as the authors' loaders do.
+    """
+    perm = torch.randperm(n)
+    size = min(batch_size, n)
+    stop = (n // size) * size if drop_last else n
+    return [perm[i : i + size] for i in range(0, stop, size)]
+
+
+def encode_torch(
+    state: Any, X: Any, params: Mapping[str, Any] | None, defaults: Mapping[str, Any],
+    method: str, keys: tuple[str, ...], scores: Callable[[torch.Tensor], torch.Tensor],
+) -> np.ndarray:
+    """Codes ``scores(x) > 0`` as bool (N, bits), in row blocks, without gradients."""
+    p, state, X = encode_inputs(state, X, params, defaults, method, keys)
+
+    def score(block: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return scores(torch.from_numpy(block.astype(np.float32))).double().numpy()
+
+    rows = min(block_rows(X.shape[1], p), 4096)
+    return encode_blocks(X, int(state["bits"]), score, rows, method)
+
+
+def positive_int(value: Any, name: str, method: str, low: int = 1) -> int:
+    """``value`` as an int >= ``low``; a ValueError naming the method and key otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{method}: {name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def number(value: Any, name: str, method: str, low: float = 0.0, strict: bool = False) -> float:
+    """``value`` as a finite float >= ``low`` (> with ``strict``); ValueError otherwise."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.number))
+    if ok:
+        value = float(value)
+        ok = np.isfinite(value) and (value > low if strict else value >= low)
+    if not ok:
+        sign = ">" if strict else ">="
+        raise ValueError(f"{method}: {name} must be a finite number {sign} {low}, got {value!r}")
+    return float(value)
