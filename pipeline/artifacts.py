@@ -21,7 +21,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import h5py
 import numpy as np
@@ -196,7 +196,106 @@ def _key_difference(old: Any, new: dict[str, Any]) -> str:
     return ", ".join(names) or "unknown"
 
 
-class RowWriter:
+class PartialFile:
+    """The life of a resumable partial file, shared by :class:`RowWriter` and
+    :class:`pipeline.detectors.store.DetectionWriter`.
+
+    The file lives at :attr:`tmp` (:func:`partial_path`) and carries, besides its data, the root
+    attr ``resume-key`` (a fingerprint string of everything the data depend on) and counters of
+    what is committed (:attr:`COUNTERS`; the first counts rows and is kept in :attr:`rows_done`).
+    The three steps: :meth:`_open_partial` reopens a file with the same fingerprint and valid
+    counters or deletes any other, :meth:`_record` commits the counters after the data, and
+    :meth:`close` publishes the complete file onto :attr:`path`.
+    """
+
+    #: root attrs counting what is committed; the first counts rows
+    COUNTERS: tuple[str, ...] = ("rows-complete",)
+    #: what the rows are called in :attr:`resume_note`
+    ROWS = "rows"
+    #: why :meth:`close` refuses an incomplete file: "only X of N <INCOMPLETE>"
+    INCOMPLETE = "rows were committed"
+
+    path: Path
+    tmp: Path
+    n_rows: int
+    f: h5py.File
+    rows_done: int
+    resume_note: str
+
+    def _open_partial(self, key: str) -> tuple[h5py.File, list[int]] | None:
+        """The partial file and its counters if it was made with fingerprint ``key`` and its
+        counters are valid; else delete it (if any) and say why in :attr:`resume_note`."""
+        if not self.tmp.exists():
+            return None
+        try:
+            f = h5py.File(self.tmp, "r+")
+        except OSError as e:
+            self.resume_note = f"discarded unreadable partial file {self.tmp} ({e})"
+        else:
+            old = f.attrs.get("resume-key")
+            old = old.decode() if isinstance(old, bytes) else old
+            counts = [int(f.attrs.get(name, -1)) for name in self.COUNTERS]
+            if old == key and 0 <= counts[0] <= self.n_rows and self._counts_valid(f, counts):
+                self.resume_note = (f"resuming from partial file {self.tmp}: {counts[0]} of "
+                                    f"{self.n_rows} {self.ROWS} already complete")
+                return f, counts
+            f.close()
+            self.resume_note = (f"discarded partial file {self.tmp}: "
+                                f"{self._mismatch(_decode_attr(old))}")
+        self.tmp.unlink()
+        return None
+
+    def _counts_valid(self, f: h5py.File, counts: list[int]) -> bool:
+        """Whether counters besides the rows' fit the reopened file ``f`` (a subclass' check)."""
+        return True
+
+    def _mismatch(self, old_key: Any) -> str:
+        """Why a partial file is not resumed, given its fingerprint ``old_key`` (JSON decoded;
+        ``None`` if it has none)."""
+        return "made with another config"
+
+    def _record(self, *counts: int) -> None:
+        """Commit: flush the data, then record ``counts`` in :attr:`COUNTERS` (a kill in between
+        leaves counts too low, never too high)."""
+        self.f.flush()
+        for name, n in zip(self.COUNTERS, counts, strict=True):
+            self.f.attrs[name] = int(n)
+        self.f.flush()
+
+    def _finish(self) -> None:
+        """Last touches to a complete file before it is published (a subclass' hook)."""
+
+    def close(self, ok: bool = True) -> None:
+        """Publish the complete file onto :attr:`path` (``ok``), else keep it for a rerun.
+
+        Publishing drops the bookkeeping attrs, closes and fsyncs the file and renames it onto
+        :attr:`path`; with rows not all committed it raises ``ValueError`` and keeps the file.
+        """
+        if not self.f:
+            return
+        if not ok:
+            self.f.close()
+            return
+        if self.rows_done != self.n_rows:
+            self.f.close()
+            raise ValueError(f"{self.path}: only {self.rows_done} of {self.n_rows} "
+                             f"{self.INCOMPLETE}; the partial file {self.tmp} is kept for a rerun")
+        self._finish()
+        for name in ("resume-key", *self.COUNTERS):
+            del self.f.attrs[name]
+        self.f.close()
+        with open(self.tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.tmp, self.path)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(ok=exc_type is None)
+
+
+class RowWriter(PartialFile):
     """Stream rows into datasets of a known final length; the file appears only on :meth:`close`.
 
     With ``resume_key`` (a JSON-able mapping of everything the rows depend on) the rows go to
@@ -232,8 +331,9 @@ class RowWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.tmp = partial_path(self.path)
             self._key = _fingerprint(resume_key, stage, n_rows, ids, columns)
-            self.f = self._reopen()
-            if self.f is not None:
+            reopened = self._open_partial(json.dumps(self._key, sort_keys=True))
+            if reopened is not None:
+                self.f, (self.rows_done,) = reopened
                 _root_attrs(self.f, stage, n_rows, attrs or {})
                 return
         self.f = h5py.File(self.tmp, "w")
@@ -246,27 +346,9 @@ class RowWriter:
             self.f.attrs["resume-key"] = json.dumps(self._key, sort_keys=True)
             self.commit(0)
 
-    def _reopen(self) -> h5py.File | None:
-        """The existing partial file, if it was made for the same fingerprint; else delete it."""
-        if not self.tmp.exists():
-            return None
-        try:
-            f = h5py.File(self.tmp, "r+")
-        except OSError as e:
-            self.resume_note = f"discarded unreadable partial file {self.tmp} ({e})"
-        else:
-            old = _decode_attr(f.attrs.get("resume-key", "null"))  # JSON → dict
-            done = int(f.attrs.get("rows-complete", -1))
-            if old == self._key and 0 <= done <= self.n_rows:
-                self.rows_done = done
-                self.resume_note = (f"resuming from partial file {self.tmp}: {done} of "
-                                    f"{self.n_rows} rows already complete")
-                return f
-            f.close()
-            self.resume_note = (f"discarded partial file {self.tmp}: made with another config "
-                                f"(differs in {_key_difference(old, self._key)})")
-        self.tmp.unlink()
-        return None
+    def _mismatch(self, old_key: Any) -> str:
+        """Names the fingerprint entries that differ (``key.image_size`` …)."""
+        return f"made with another config (differs in {_key_difference(old_key, self._key)})"
 
     def write(self, start: int, rows: Mapping[str, np.ndarray]) -> None:
         """Write ``rows`` (name → array) from row ``start`` on."""
@@ -283,9 +365,9 @@ class RowWriter:
         Data are flushed before the count, so a kill in between leaves a count that is too low,
         never one that is too high. A no-op besides the flush without ``resume_key``.
         """
-        self.f.flush()
         if self.resumable:
-            self.f.attrs["rows-complete"] = int(rows_done)
+            self._record(rows_done)
+        else:
             self.f.flush()
         self.rows_done = int(rows_done)
 
@@ -308,26 +390,7 @@ class RowWriter:
                 except RuntimeError:
                     pass
             return
-        if not ok or not self.f:
-            if self.f:
-                self.f.close()
-            return
-        if self.rows_done != self.n_rows:
-            self.f.close()
-            raise ValueError(f"{self.path}: only {self.rows_done} of {self.n_rows} rows were "
-                             f"committed; the partial file {self.tmp} is kept for a rerun")
-        for name in ("resume-key", "rows-complete"):
-            del self.f.attrs[name]
-        self.f.close()
-        with open(self.tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self.tmp, self.path)
-
-    def __enter__(self) -> RowWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.close(ok=exc_type is None)
+        super().close(ok)
 
 
 def _open(path: str | os.PathLike) -> h5py.File:

@@ -35,7 +35,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from pipeline.artifacts import _decode_attr, _open, _root_attrs, partial_path
+from pipeline.artifacts import PartialFile, _decode_attr, _open, _root_attrs, partial_path
 
 #: detections per HDF5 chunk of the per-detection datasets (and default read block)
 CHUNK = 1 << 16
@@ -68,13 +68,18 @@ def dets_to_arrays(per_image: Sequence[Sequence[Mapping[str, Any]]]
                                  np.float32).reshape(len(flat), 4)}
 
 
-class DetectionWriter:
+class DetectionWriter(PartialFile):
     """Append images' detections to a resumable ``detections.h5`` (see the module docstring).
 
     Use as a context manager: on a clean exit with every image added and committed, the file is
     renamed onto ``path``; on an exception the partial file is kept for the next attempt.
-    ``resume_key`` (JSON-able) names what the detections depend on besides ``ids``.
+    ``resume_key`` (JSON-able) names what the detections depend on besides ``ids``. The partial
+    file's life (reopen or discard, commit, publish) is :class:`pipeline.artifacts.PartialFile`'s.
     """
+
+    COUNTERS = ("rows-complete", "detections-complete")
+    ROWS = "images"
+    INCOMPLETE = "images have detections"
 
     def __init__(self, path: str | os.PathLike, *, ids: np.ndarray,
                  resume_key: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
@@ -91,8 +96,10 @@ class DetectionWriter:
         self.rows_done = self.dets_done = 0
         #: what happened to an existing partial file ("" when there was none)
         self.resume_note = ""
-        self.f = self._reopen()
-        if self.f is None:
+        reopened = self._open_partial(self._key)
+        if reopened is not None:
+            self.f, (self.rows_done, self.dets_done) = reopened
+        else:
             self.f = h5py.File(self.tmp, "w")
             self.f.create_dataset("ids", data=ids)
             for name, dtype in (("valid", np.uint8), ("n_detections", np.int32)):
@@ -109,27 +116,13 @@ class DetectionWriter:
             self.commit()
         _root_attrs(self.f, "detect", self.n_rows, attrs)
 
-    def _reopen(self) -> h5py.File | None:
-        if not self.tmp.exists():
-            return None
-        try:
-            f = h5py.File(self.tmp, "r+")
-        except OSError as e:
-            self.resume_note = f"discarded unreadable partial file {self.tmp} ({e})"
-        else:
-            rows = int(f.attrs.get("rows-complete", -1))
-            dets = int(f.attrs.get("detections-complete", -1))
-            if f.attrs.get("resume-key") == self._key and 0 <= rows <= self.n_rows \
-                    and 0 <= dets <= len(f["det_row"]):
-                self.rows_done, self.dets_done = rows, dets
-                self.resume_note = (f"resuming from partial file {self.tmp}: {rows} of "
-                                    f"{self.n_rows} images already complete")
-                return f
-            f.close()
-            self.resume_note = (f"discarded partial file {self.tmp}: made with another "
-                                "detector, weights file or image list")
-        self.tmp.unlink()
-        return None
+    def _counts_valid(self, f: h5py.File, counts: list[int]) -> bool:
+        """The committed detections must be in the file."""
+        return 0 <= counts[1] <= len(f["det_row"])
+
+    def _mismatch(self, old_key: Any) -> str:
+        """The fingerprint is a hash, so the reason names only what it covers."""
+        return "made with another detector, weights file or image list"
 
     def rewind(self, rows: int) -> None:
         """Forget every image from row ``rows`` on (to restart at a batch boundary)."""
@@ -164,38 +157,14 @@ class DetectionWriter:
     def commit(self) -> None:
         """Make every image added so far durable: flush the rows, then record the counts (a
         kill in between leaves counts too low, never too high)."""
-        self.f.flush()
-        self.f.attrs["rows-complete"] = self.rows_done
-        self.f.attrs["detections-complete"] = self.dets_done
-        self.f.flush()
+        self._record(self.rows_done, self.dets_done)
 
-    def close(self, ok: bool = True) -> None:
-        """Publish the complete file onto :attr:`path` (``ok``), else keep it for a rerun."""
-        if not self.f:
-            return
-        if not ok:
-            self.f.close()
-            return
-        if self.rows_done != self.n_rows:
-            self.f.close()
-            raise ValueError(f"{self.path}: only {self.rows_done} of {self.n_rows} images "
-                             f"have detections; the partial file {self.tmp} is kept for a rerun")
+    def _finish(self) -> None:
+        """Trim the detection datasets to the committed detections; record the totals."""
         for name in DET_COLUMNS:
             self.f[name].resize(self.dets_done, axis=0)
         self.f.attrs["n_detections"] = self.dets_done
         self.f.attrs["n_skipped_images"] = int((self.f["valid"][...] == 0).sum())
-        for name in ("resume-key", "rows-complete", "detections-complete"):
-            del self.f.attrs[name]
-        self.f.close()
-        with open(self.tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self.tmp, self.path)
-
-    def __enter__(self) -> DetectionWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.close(ok=exc_type is None)
 
 
 def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
