@@ -13,8 +13,12 @@ bool codes. They run on the CPU in plain torch.
 * ``tbh``: TBH, Shen et al., "Auto-Encoding Twin-Bottleneck Hashing", CVPR 2020
   (:mod:`pipeline.deep.tbh`).
 
-UH-BDNN and TBH learn from features in their papers too; SSDH fine-tunes VGG16 on the images,
-and here trains the layers above the (fixed) features, which stand for its fc7 output.
+UH-BDNN and TBH learn from features in their authors' code too (UH-BDNN: 320-d GIST of CIFAR-10
+and MNIST pixels; TBH: 4096-d VGG16 fc7); SSDH's code fine-tunes the whole VGG16 on the images,
+and here trains the layers above the (fixed) features, which stand for its fc7 output. Each
+module's docstring says which of the authors' files its formulas and settings were checked
+against; the papers' equation and section numbers are not cited (their text beyond the
+abstracts could not be read when they were checked).
 
 This ``__init__`` holds what the modules share: a seeded torch context that leaves the global
 random state alone, row-block encoding through a torch function, and the state checks of

@@ -4,12 +4,20 @@ Yang, Deng, Liu, Liu & Tao, "Semantic Structure-based Unsupervised Deep Hashing"
 (https://doi.org/10.24963/ijcai.2018/148); the authors' TensorFlow code
 (github.com/yangerkun/IJCAI2018_SSDH) was read for the settings below.
 
-Semantic structure (Sec. 3.1). The cosine distances :math:`d_{ij}` between the deep features of
+Sources checked (2026-12-03): the formulas and settings below against the authors' code
+(``main.py``, ``my_generator.py``). Of the paper only the abstract could be read
+(https://www.ijcai.org/proceedings/2018/148, and the opening of a text copy of the PDF on
+object.cloud.sdsc.edu, ``ml-papers-txt/IJCAI/2018``): it confirms the cosine distances of
+deep features, the two half Gaussians, the similar / dissimilar pairs and a pairwise loss;
+equation and section numbers not checked against the paper, so none are cited.
+
+Semantic structure. The cosine distances :math:`d_{ij}` between the deep features of
 the training images have a skewed, unimodal histogram that two half Gaussians fit: one left
 of the histogram's peak :math:`p`, one right of it. Each half is mirrored about :math:`p` and
 fitted by a Gaussian (:func:`half_gaussian_fit`: mean :math:`p`, standard deviations
 :math:`\sigma_l`, :math:`\sigma_r`); pairs much closer than the others are similar, pairs much
-farther dissimilar, the rest left out (Eq. (2), :func:`semantic_similarity`):
+farther dissimilar, the rest left out (:func:`semantic_similarity`; as the authors'
+``main.py``):
 
 .. math::
     S_{ij} = \begin{cases} 1 & d_{ij} < m_l - \alpha\sigma_l \\
@@ -17,24 +25,27 @@ farther dissimilar, the rest left out (Eq. (2), :func:`semantic_similarity`):
 
 with :math:`\alpha = \beta = 2` (the authors' code).
 
-Hashing network and loss (Sec. 3.2). A network maps an image to :math:`h_i =
+Hashing network and loss. A network maps an image to :math:`h_i =
 \tanh(\cdot) \in (-1, 1)^r` and is trained so that code inner products reproduce
-:math:`S` on the pairs it defines (Eq. (3)-(4) relaxed by tanh, :func:`pairwise_loss`):
+:math:`S` on the pairs it defines (the binary codes relaxed by tanh, :func:`pairwise_loss`;
+the loss as the authors' ``main.py``):
 
 .. math::
     \min \frac{1}{n_b^2}\sum_{i,j} |S_{ij}| \Big(\frac1r h_i^\top h_j - S_{ij}\Big)^2
 
 over the pairs of each minibatch; codes are :math:`b = \operatorname{sgn}(h)`.
 
-On features. SSDH fine-tunes VGG16 from the images: its similarity is computed on the
-pretrained fc7 features, and a new hash layer (r units, tanh, weights and biases drawn from a
-normal of std 0.001 truncated at 2 std) sits on fc7, with fc6/fc7 trained along (dropout 0.5).
-Here the pipeline's features stand for fc7: the similarity is computed on them, and the network
-is the hash layer on them (``hidden`` ReLU layers with dropout 0.5 in between may stand for
-the fine-tuned fc6/fc7).
+On features. The authors' code fine-tunes VGG16 from the images (which network the paper
+names was not checked): its similarity is computed on the pretrained fc7 features (after the
+ReLU, no dropout), and a new hash layer (r units, tanh, weights and biases drawn from a normal
+of std 0.001 truncated at 2 std) sits on fc7, with the whole pretrained VGG16 (convolutional
+layers, fc6, fc7) trained along (dropout 0.5 after fc6 and fc7). Here the pipeline's features
+stand for fc7: the similarity is computed on them, and the network is the hash layer on them
+(``hidden`` ReLU layers with dropout 0.5 in between may stand for the fine-tuned fc6/fc7).
 
 Settings (all optional): the authors' code unless said.
-    alpha, beta (float): 2, 2 (the multiples of sigma above).
+    alpha, beta (float): 2, 2 (the multiples of sigma above; ``main.py``'s ``2*l_std``,
+        ``2*r_std``).
     bin_width (float): histogram bin width locating the peak (default: ``0.01``, 100 bins on
         [0, 1]).
     hidden (list[int]): hidden widths (default: ``[]``: the hash layer on the features, as on
@@ -43,7 +54,8 @@ Settings (all optional): the authors' code unless said.
     lr (float): Adam learning rate (default: ``1e-3``).
     adam_eps (float): Adam's epsilon (default: ``1.0``, the authors' value).
     batch_size (int): default ``24``.
-    epochs (int): default ``10`` (the authors' ``pre_epochs``).
+    epochs (int): default ``10`` (the authors' ``pre_epochs``; their unused ``num_epochs``
+        is 100).
     block_rows (int): rows per block when encoding.
 
 Shapes:
@@ -104,7 +116,9 @@ def half_gaussian_fit(distances: np.ndarray, bin_width: float = 0.01
     whose Gaussian fit has mean :math:`p` and standard deviation
     :math:`\sigma_l = \sqrt{\operatorname{mean}((d - p)^2)}` (maximum likelihood, as
     ``scipy.stats.norm.fit``); likewise :math:`\sigma_r` from the distances :math:`> p`.
-    So :math:`m_l = m_r = p`.
+    So :math:`m_l = m_r = p`. :func:`fit` passes each pair once (the upper triangle); the
+    authors' ``main.py`` passes the full n x n matrix, each pair twice (no change to the fit)
+    and the n zero self-distances (a little more weight at 0 in the left half).
 
     Example (bins [0, 0.1), [0.1, 0.2), ...; the second holds three values):
         >>> p, sl, sr = half_gaussian_fit(np.array([0.0, 0.1, 0.12, 0.15, 0.3, 0.5]), 0.1)
@@ -125,7 +139,7 @@ def half_gaussian_fit(distances: np.ndarray, bin_width: float = 0.01
 
 
 def semantic_similarity(D: np.ndarray, low: float, high: float) -> np.ndarray:
-    """SSDH's pseudo-similarity, Eq. (2): +1 where ``D < low``, -1 where ``D > high``, else 0.
+    """SSDH's pseudo-similarity: +1 where ``D < low``, -1 where ``D > high``, else 0.
 
     ``low`` = :math:`m_l - \\alpha\\sigma_l`, ``high`` = :math:`m_r + \\beta\\sigma_r`.
     Returned as int8 (n, n).
@@ -140,7 +154,7 @@ def semantic_similarity(D: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 def pairwise_loss(H: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
-    r"""SSDH's loss on a batch, Eq. (4) relaxed: :math:`\operatorname{mean}_{ij}\,|S_{ij}|
+    r"""SSDH's loss on a batch (authors' ``main.py``): :math:`\operatorname{mean}_{ij}\,|S_{ij}|
     (h_i^\top h_j / r - S_{ij})^2` over all ordered pairs (diagonal included, as the authors).
 
     Example (r = 2; the pair (0, 1) is left out by S = 0):

@@ -2,40 +2,58 @@ r"""TBH: auto-encoding twin-bottleneck hashing (the paper's deep baseline).
 
 Shen, Qin, Chen, Yu, Liu, Zhu, Shen & Shao, "Auto-Encoding Twin-Bottleneck Hashing", CVPR 2020
 (https://arxiv.org/abs/2002.11930); the authors' TensorFlow 2 code (github.com/ymcidence/TBH)
-was read for the settings below. TBH learns from features (VGG16 fc7 in the paper), as here.
+was read for the settings below. TBH learns from features (the authors' code reads 4096-d
+VGG16 fc7 features of CIFAR-10), as here.
+
+Sources checked (2026-12-03): the formulas and settings below against the authors' code at
+its HEAD 778dd1c (``layer/binary_activation.py``, ``layer/encodec.py``,
+``layer/twin_bottleneck.py``, ``layer/gcn.py``, ``model/tbh.py``, ``train/tbh_train.py``,
+``run_tbh.py``; the TBH files last changed in a4351e3) and their history. Of the paper only the
+abstract and the start of the introduction could be read
+(https://ar5iv.labs.arxiv.org/html/2002.11930,
+https://deepai.org/publication/auto-encoding-twin-bottleneck-hashing: a variant of the
+Wasserstein auto-encoder with a binary and a continuous bottleneck and a code-driven graph):
+equation and section numbers not checked against the paper, so none are cited, nor values the
+paper states.
 
 Encoder. :math:`f = \operatorname{ReLU}(W_1 x + c_1)` (``middle_dim`` = 1024 units), then two
 bottlenecks: the binary one :math:`b = \alpha(W_b f + c_b;\, \epsilon) \in \{0,1\}^M` (M =
 ``bits``) and the continuous one :math:`z = \sigma(W_z f + c_z) \in (0,1)^{C}` (C =
-``cbn_dim`` = 512). :math:`\alpha` is the stochastic binary neuron (Sec. 3.1, Eq. (1)-(2),
-:func:`binary_neuron`): :math:`b = \mathbb 1[\sigma(u) > \epsilon]`, back-propagated as
-:math:`\partial b / \partial u := \sigma(u)(1 - \sigma(u))`. The paper samples
-:math:`\epsilon \sim U(0, 1)` in training; the authors' public code fixes
-:math:`\epsilon = 1/2` (``stochastic: false``, the default); encoding always uses 1/2, so
-:math:`b = \mathbb 1[u > 0]`.
+``cbn_dim`` = 512). :math:`\alpha` is the stochastic binary neuron (:func:`binary_neuron`;
+the authors' ``binary_activation.py``): :math:`b = \mathbb 1[\sigma(u) > \epsilon]`,
+back-propagated as :math:`\partial b / \partial u := \sigma(u)(1 - \sigma(u))` (their
+"distributional derivative"). The authors' first commits sampled :math:`\epsilon \sim U(0, 1)`
+in training; since 16bb617 their code fixes :math:`\epsilon = 1/2` (the sampling line of
+``layer/encodec.py`` commented out), as here by default (``stochastic: false``; ``true``
+samples); encoding always uses 1/2, so :math:`b = \mathbb 1[u > 0]`.
 
-Code-driven graph (Sec. 3.2, Eq. (3)-(4), :func:`code_adjacency`, :func:`normalized_adjacency`):
-the minibatch's codes define :math:`A_{ij} = (1 - \mathcal H(b_i, b_j)/M)^{\gamma}` (the paper:
-:math:`\gamma = 1`; the authors' code: 1.4, ``adjacency_power``), self-connected, and one graph
-convolution passes :math:`z` over it:
+Code-driven graph (:func:`code_adjacency`, :func:`normalized_adjacency`; the authors'
+``twin_bottleneck.py`` and ``gcn.py``): the minibatch's codes define
+:math:`A_{ij} = (1 - \mathcal H(b_i, b_j)/M)^{\gamma}` (:math:`\gamma` = 1.4 in the authors'
+code, ``adjacency_power`` here; the exponent the paper states was not checked),
+self-connected, and one graph convolution passes :math:`z` over it:
 
 .. math::
     z' = \sigma\big(D^{-1/2} A D^{-1/2} (z W_g + c_g)\big),
     \qquad D = \operatorname{diag}(A\mathbf 1).
 
-Decoder: :math:`\hat x = W_4 \operatorname{ReLU}(W_3 z' + c_3) + c_4`. Losses (Sec. 3.3; the
-authors' code): reconstruction :math:`\tfrac12\lVert \hat X - X\rVert_F^2` over the batch
-(:func:`reconstruction_loss`), and the Wasserstein auto-encoder's adversarial regulariser with
-two discriminators (one logistic unit each): :math:`d_1` tells :math:`b` from Bernoulli(1/2)
-samples, :math:`d_2` tells :math:`z'` from :math:`U(0,1)^C` samples
-(:func:`adversarial_loss`, binary cross-entropy). The auto-encoder minimises reconstruction
-minus both discriminators' losses, the discriminators minimise their losses; both updated from
-the same minibatch by Adam (learning rate 1e-4).
+Decoder: :math:`\hat x = W_4 \operatorname{ReLU}(W_3 z' + c_3) + c_4`, a linear output as in
+the authors' code before its last commit; that commit (a4351e3) puts a ReLU on the output too,
+:math:`\hat x = \operatorname{ReLU}(W_4 \operatorname{ReLU}(W_3 z' + c_3) + c_4)`, which this
+implementation does not. Losses (the authors' ``train/tbh_train.py``): reconstruction
+:math:`\tfrac12\lVert \hat X - X\rVert_F^2` over the batch (:func:`reconstruction_loss`), and the
+Wasserstein auto-encoder's adversarial regulariser with two discriminators (one logistic unit
+each): :math:`d_1` tells :math:`b` from Bernoulli(1/2) samples, :math:`d_2` tells :math:`z'`
+from :math:`U(0,1)^C` samples (:func:`adversarial_loss`, binary cross-entropy). The
+auto-encoder minimises reconstruction minus both discriminators' losses, the discriminators
+minimise their losses; both updated from the same minibatch by Adam (learning rate 1e-4).
 
 Settings (all optional): the authors' code unless said.
     middle_dim (int): 1024. cbn_dim (int): 512.
     adjacency_power (float): 1.4. stochastic (bool): false (above).
-    lr (float): 1e-4 (both networks). batch_size (int): 256 (``run_tbh.py``).
+    lr (float): 1e-4 (both networks).
+    batch_size (int): 256 (the authors' ``Dataset`` default and their ``run_tbh.py`` of
+        f52991a; since 6b5ee20 ``run_tbh.py`` trains with 400).
     iterations (int): minibatch steps (default: ``100000``, the authors' ``max_iter``).
     block_rows (int): rows per block when encoding.
 
@@ -86,7 +104,7 @@ class _BinaryNeuron(torch.autograd.Function):
 
 
 def binary_neuron(logits: torch.Tensor, eps: torch.Tensor | float = 0.5) -> torch.Tensor:
-    r"""TBH's binary bottleneck, Eq. (1)-(2): :math:`b = \mathbb 1[\sigma(u) > \epsilon]` in
+    r"""TBH's binary bottleneck: :math:`b = \mathbb 1[\sigma(u) > \epsilon]` in
     {0, 1}, with gradient :math:`\sigma(u)(1-\sigma(u))` passed to :math:`u`.
 
     Example:
@@ -100,7 +118,7 @@ def binary_neuron(logits: torch.Tensor, eps: torch.Tensor | float = 0.5) -> torc
 
 
 def code_adjacency(b: torch.Tensor, power: float = 1.0) -> torch.Tensor:
-    r"""Code-driven graph, Eq. (3): :math:`A_{ij} = (1 - \mathcal H(b_i, b_j)/M)^{power}` for
+    r"""Code-driven graph: :math:`A_{ij} = (1 - \mathcal H(b_i, b_j)/M)^{power}` for
     codes in {0, 1} (n, M); :math:`A_{ii} = 1`. Differentiable in ``b``.
 
     Example (M = 4: distances 0, 1, 4):
@@ -116,7 +134,7 @@ def code_adjacency(b: torch.Tensor, power: float = 1.0) -> torch.Tensor:
 
 def normalized_adjacency(A: torch.Tensor) -> torch.Tensor:
     r""":math:`D^{-1/2} A D^{-1/2}` with :math:`D = \operatorname{diag}(A\mathbf 1 + 10^{-8})`
-    (Eq. (4)'s propagation matrix; the margin as the authors' code).
+    (the graph convolution's propagation matrix; the margin as the authors' ``gcn.py``).
 
     Example:
         >>> normalized_adjacency(torch.tensor([[1.0, 1.0], [1.0, 3.0]])).round(decimals=4)

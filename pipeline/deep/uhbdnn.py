@@ -4,15 +4,23 @@ Do, Doan & Cheung, "Learning to Hash with Binary Deep Neural Network", ECCV 2016
 (https://arxiv.org/abs/1607.05140); the authors' MATLAB code (github.com/dzungdoan6/uh-bdnn)
 was read for the settings below.
 
+Sources checked (2026-12-03): the formulas and settings below against the authors' code
+(``runHash.m``, ``DeepNN_HASH/learn_all.m``, ``learnDeepNN.m``, ``deepNNCost.m``, ``learn_B.m``,
+``initializeParameters.m``, ``utils/rescale_0_1.m``, ``extract_valset.m``). Of the paper only
+the abstract could be read (https://unpaywall.org/10.1007%2F978-3-319-46454-1_14): equation
+numbers not checked against the paper, so none are cited, nor values the paper states.
+
 Network. :math:`n = 5` layers: the input :math:`x \in \mathbb{R}^d` (features rescaled to
 [0, 1], see :func:`unit_scale`), two sigmoid layers of ``hidden`` units, the linear code layer
 :math:`h = H^{(n-1)}(x) \in \mathbb{R}^L` (L = ``bits``), and a linear output layer that
 reconstructs :math:`x` **from the binary code** :math:`b` of the same image:
 :math:`\hat x = W^{(n-1)} b + c^{(n-1)}`.
 
-Objective, Eq. (2) of the paper (Eq. (1) with the independence and balance constraints
-:math:`\frac1m HH^\top = I`, :math:`H\mathbf 1 = 0` relaxed into penalties), with the :math:`m`
-training images as columns and :math:`B \in \{-1, 1\}^{L\times m}`:
+Objective: the binary constraint on the code layer moved onto the auxiliary codes
+:math:`B \in \{-1, 1\}^{L\times m}` and the independence and balance constraints
+:math:`\frac1m HH^\top = I`, :math:`H\mathbf 1 = 0` relaxed into penalties, with the :math:`m`
+training images as columns; the five terms as the authors' ``deepNNCost.m`` computes and
+names them (equation numbers not checked against the paper):
 
 .. math::
     J = \underbrace{\tfrac{1}{2m}\lVert X - W^{(n-1)}B - c^{(n-1)}\mathbf 1^\top\rVert^2}_{J_1}
@@ -21,15 +29,16 @@ training images as columns and :math:`B \in \{-1, 1\}^{L\times m}`:
       + \underbrace{\tfrac{\lambda_3}{2}\lVert \tfrac1m HH^\top - I\rVert^2}_{J_4}
       + \underbrace{\tfrac{\lambda_4}{2m}\lVert H\mathbf 1\rVert^2}_{J_5}
 
-(:func:`objective_terms`). Alternating optimisation (Sec. 3.2):
+(:func:`objective_terms`). Alternating optimisation (as the authors' ``learn_all.m``; section
+numbers not checked against the paper):
 
 * **(W, c)-step**, B fixed: L-BFGS on :math:`J` by back-propagation (``lbfgs_iters`` iterations;
   the authors' minFunc runs 400);
 * **B-step**, network fixed: :math:`\min_B \lVert Y - W^{(n-1)}B\rVert^2 + \lambda_2\lVert H -
   B\rVert^2` with :math:`Y = X - c^{(n-1)}\mathbf 1^\top`, solved one bit (row of B) at a time
   in closed form by discrete cyclic coordinate descent (:func:`b_step`, ``dcc_sweeps`` = 10
-  sweeps as the authors' code; started from the previous B rather than from B = 0 as theirs,
-  so that no B-step raises the objective).
+  sweeps as the authors' ``learn_B.m``; started from the previous B rather than from B = 0 as
+  theirs, so that no B-step raises the objective; ties go to -1 where MATLAB's ``sign`` gives 0).
 
 Initialisation as the authors' code: B from ITQ on the rescaled training features
 (:mod:`pipeline.baselines.itq`), each hidden layer's weights from the top eigenvectors of the
@@ -42,12 +51,15 @@ Settings (all optional) and their sources:
         table, [90, 20] / [90, 30] / [100, 40] / [120, 50] at 8 / 16 / 24 / 32 bits; other
         lengths scale the 32-bit row, ``ceil(120 L / 32), ceil(50 L / 32)``; the table was set
         for 320-d GIST and 784-d MNIST inputs).
-    lambda1, lambda2, lambda3, lambda4 (float): 1e-5, 5e-2, 1e-2, 5e-7 (the authors' code;
-        the paper states lambda4 = 1e-6).
+    lambda1, lambda2, lambda3, lambda4 (float): 1e-5, 5e-2, 1e-2, 5e-7 (the authors'
+        ``runHash.m``: ``10^-5``, ``5*10^-2``, ``10^-2``, ``0.5*10^-6``; the values the paper
+        reports were not checked against its text).
     iterations (int): alternating rounds after the first (W, c)-step (default: ``20``, the
-        authors' maximum; they stop early when the MAP of Euclidean-neighbour ground truth on a
-        validation split stops improving, which this implementation does not do).
-    lbfgs_iters (int): L-BFGS iterations per (W, c)-step (default: ``400``).
+        authors' ``max_iter``; their ``learn_all.m`` stops early, keeping the previous network,
+        when the MAP on a validation split of 1,000 training images with Euclidean-neighbour
+        ground truth stops improving, which this implementation does not do).
+    lbfgs_iters (int): L-BFGS iterations per (W, c)-step (default: ``400``, the authors'
+        ``iter_lbfgs``).
     dcc_sweeps (int): sweeps over the bits in a B-step (default: ``10``).
     block_rows (int): rows per block when encoding.
 
@@ -124,7 +136,8 @@ def objective_terms(
     X: torch.Tensor, H: torch.Tensor, B: torch.Tensor, W_out: torch.Tensor, c_out: torch.Tensor,
     weights: Sequence[torch.Tensor], lambdas: Sequence[float],
 ) -> dict[str, torch.Tensor]:
-    r"""The five terms of UH-BDNN's objective, Eq. (2) (module docstring), rows = images.
+    r"""The five terms of UH-BDNN's objective (module docstring; as the authors'
+    ``deepNNCost.m``), rows = images.
 
     Args:
         X: inputs (m, d); H: code-layer outputs (m, L); B: binary codes in {-1, 1} (m, L).
