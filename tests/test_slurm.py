@@ -95,7 +95,7 @@ def test_slurm_profile_dry_run_of_the_paper_experiment():
     text = dry_run("--workflow-profile", str(ROOT / "profiles" / "slurm"),
                    "results/coco_map.csv")
     assert "workflow specific profile" in text and "profiles/slurm" in text
-    assert re.search(r"^train\s+40\s*$", text, re.MULTILINE), text[-2000:]
+    assert re.search(r"^train\s+52\s*$", text, re.MULTILINE), text[-2000:]  # 13 rows x 4
 
 
 # -- one real SLURM run per session -------------------------------------------------------------
