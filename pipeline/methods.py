@@ -58,6 +58,8 @@ METHODS: dict[str, str] = {
     "uhbdnn": "pipeline.deep.uhbdnn",
     "ssdh": "pipeline.deep.ssdh",
     "tbh": "pipeline.deep.tbh",
+    # feature-level variant (DeepBit fine-tunes a CNN on the images; no rotation term here)
+    "deepbit_feat": "pipeline.deep.deepbit_feat",
 }
 
 #: method -> parameters it reads only when encoding: a row that differs from another row of the

@@ -43,7 +43,8 @@ DISPLAY = {"random": "Random", "lsh": "LSH", "sklsh": "SKLSH", "sh": "SH", "pcah
            "itq": "ITQ", "sgh": "SGH", "aux": "Aux labels as code",
            "aux_itq": "Aux bits + ITQ", "lagnh": "LAGNH", "lagnh_batch": "LAGNH (batch-wise)",
            "uhbdnn": "UH-BDNN", "ssdh": "SSDH", "tbh": "TBH",
-           "deepbit_feat": "DeepBit (on features)", "sadh_feat": "SADH (on features)",
+           "deepbit_feat": "DeepBit (features, no rotation term)",
+           "sadh_feat": "SADH (on features)",
            FLOAT: "Float (Euclidean)"}
 
 
