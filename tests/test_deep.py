@@ -259,3 +259,14 @@ def test_codes_beat_random_codes(name, fitted, data):
     rng = np.random.default_rng(0)
     floor = map_at_all(rng.random((len(Xq), 16)) > 0.5, rng.random((len(Xd), 16)) > 0.5, yq, yd)
     assert got > floor + 0.15, (got, floor)
+
+
+def test_ssdh_encode_leaves_the_global_torch_generator_alone(fitted, data):
+    """Building the network to load its weights into must not draw from torch's generator
+    (a search process encoding with several models would otherwise shift later draws)."""
+    _, (Xq, _), _ = data
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    ssdh.encode(fitted["ssdh"], Xq[:5], None, {})
+    assert torch.equal(torch.rand(3), expected)

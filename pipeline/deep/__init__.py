@@ -87,6 +87,25 @@ def positive_int(value: Any, name: str, method: str, low: int = 1) -> int:
     return int(value)
 
 
+def network_shape(p: dict[str, Any], method: str) -> None:
+    """Check (in place) a hashing network's ``hidden`` (a list of widths >= 1, converted to
+    ints) and ``dropout`` (a number in [0, 1)); a ValueError naming the method and key.
+
+    Example:
+        >>> p = {"hidden": [8, 4], "dropout": 0.5}; network_shape(p, "m"); p
+        {'hidden': [8, 4], 'dropout': 0.5}
+        >>> network_shape({"hidden": 8, "dropout": 0.0}, "m")
+        Traceback (most recent call last):
+        ValueError: m: hidden must be a list of widths, got 8
+    """
+    p["dropout"] = number(p["dropout"], "dropout", method)
+    if p["dropout"] >= 1:
+        raise ValueError(f"{method}: dropout must be < 1, got {p['dropout']}")
+    if not isinstance(p["hidden"], (list, tuple)):
+        raise ValueError(f"{method}: hidden must be a list of widths, got {p['hidden']!r}")
+    p["hidden"] = [positive_int(h, "hidden[]", method) for h in p["hidden"]]
+
+
 def number(value: Any, name: str, method: str, low: float = 0.0, strict: bool = False) -> float:
     """``value`` as a finite float >= ``low`` (> with ``strict``); ValueError otherwise."""
     ok = not isinstance(value, bool) and isinstance(value, (int, float, np.number))

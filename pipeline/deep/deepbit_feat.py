@@ -71,7 +71,15 @@ import numpy as np
 import torch
 
 from pipeline.baselines import check_bits, check_features, check_seed, resolve_params
-from pipeline.deep import as_tensor, encode_torch, epoch_batches, number, positive_int, seeded
+from pipeline.deep import (
+    as_tensor,
+    encode_torch,
+    epoch_batches,
+    network_shape,
+    number,
+    positive_int,
+    seeded,
+)
 
 __all__ = ["DEFAULTS", "encode", "even_distribution_loss", "fit", "quantization_loss"]
 
@@ -141,16 +149,12 @@ def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     p = resolve_params(params, DEFAULTS, METHOD)
     for key in ("lr", "gamma"):
         p[key] = number(p[key], key, METHOD, strict=True)
-    for key in ("momentum", "weight_decay", "dropout", "quantization_weight", "balance_weight"):
+    for key in ("momentum", "weight_decay", "quantization_weight", "balance_weight"):
         p[key] = number(p[key], key, METHOD)
-    if p["dropout"] >= 1:
-        raise ValueError(f"{METHOD}: dropout must be < 1, got {p['dropout']}")
+    network_shape(p, METHOD)
     p["batch_size"] = positive_int(p["batch_size"], "batch_size", METHOD, low=2)
     p["iterations"] = positive_int(p["iterations"], "iterations", METHOD)
     p["lr_step"] = positive_int(p["lr_step"], "lr_step", METHOD)
-    if not isinstance(p["hidden"], (list, tuple)):
-        raise ValueError(f"{METHOD}: hidden must be a list of widths, got {p['hidden']!r}")
-    p["hidden"] = [positive_int(h, "hidden[]", METHOD) for h in p["hidden"]]
     return p
 
 

@@ -72,7 +72,15 @@ import numpy as np
 import torch
 
 from pipeline.baselines import check_bits, check_features, check_seed, resolve_params
-from pipeline.deep import as_tensor, encode_torch, epoch_batches, number, positive_int, seeded
+from pipeline.deep import (
+    as_tensor,
+    encode_torch,
+    epoch_batches,
+    network_shape,
+    number,
+    positive_int,
+    seeded,
+)
 
 __all__ = ["DEFAULTS", "cosine_distances", "encode", "fit", "half_gaussian_fit",
            "pairwise_loss", "semantic_similarity"]
@@ -191,14 +199,9 @@ def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     p["bin_width"] = number(p["bin_width"], "bin_width", METHOD, strict=True)
     p["lr"] = number(p["lr"], "lr", METHOD, strict=True)
     p["adam_eps"] = number(p["adam_eps"], "adam_eps", METHOD, strict=True)
-    p["dropout"] = number(p["dropout"], "dropout", METHOD)
-    if p["dropout"] >= 1:
-        raise ValueError(f"{METHOD}: dropout must be < 1, got {p['dropout']}")
+    network_shape(p, METHOD)
     p["batch_size"] = positive_int(p["batch_size"], "batch_size", METHOD, low=2)
     p["epochs"] = positive_int(p["epochs"], "epochs", METHOD)
-    if not isinstance(p["hidden"], (list, tuple)):
-        raise ValueError(f"{METHOD}: hidden must be a list of widths, got {p['hidden']!r}")
-    p["hidden"] = [positive_int(h, "hidden[]", METHOD) for h in p["hidden"]]
     return p
 
 
@@ -277,8 +280,9 @@ def encode(
     keys = ("hidden", "net")
     net = None
     if isinstance(state, Mapping) and "hidden" in state and "net" in state:
-        net = _Net(int(state["dim"]), list(state["hidden"]), int(state["bits"]),
-                   float(state["dropout"]))
+        with seeded(0):  # its random initialisation is overwritten; keep torch's generator
+            net = _Net(int(state["dim"]), list(state["hidden"]), int(state["bits"]),
+                       float(state["dropout"]))
         net.load_state_dict(state["net"])
         net.eval()
     return encode_torch(state, X, params, DEFAULTS, METHOD, keys, lambda x: net(x))
