@@ -87,7 +87,7 @@ def build_image_search_parser() -> argparse.ArgumentParser:
 def image_search_main(argv: list[str]) -> int:
     """``python -m pipeline search --dataset D --bits R --image PATH ...`` (see
     :mod:`pipeline.retrieval.new_images`)."""
-    from pipeline.artifacts import atomic_path
+    from pipeline.artifacts import atomic_path, write_json
     from pipeline.retrieval.new_images import (
         DatasetFiles,
         load_config,
@@ -117,12 +117,10 @@ def image_search_main(argv: list[str]) -> int:
     except (FileNotFoundError, KeyError, ValueError, OSError, RuntimeError) as e:
         print(f"search: error: {e}", file=sys.stderr)
         return 2
-    text = json.dumps(result, indent=1)
     if a.out:
-        with atomic_path(a.out) as tmp, open(tmp, "w") as fh:
-            fh.write(text + "\n")
+        write_json(result, a.out)
     else:
-        print(text)
+        print(json.dumps(result, indent=1))
     return 0
 
 
