@@ -58,8 +58,9 @@ METHODS: dict[str, str] = {
     "uhbdnn": "pipeline.deep.uhbdnn",
     "ssdh": "pipeline.deep.ssdh",
     "tbh": "pipeline.deep.tbh",
-    # feature-level variant (DeepBit fine-tunes a CNN on the images; no rotation term here)
+    # feature-level variants (DeepBit and SADH train on the images; here on the features)
     "deepbit_feat": "pipeline.deep.deepbit_feat",
+    "sadh_feat": "pipeline.deep.sadh_feat",
 }
 
 #: method -> parameters it reads only when encoding: a row that differs from another row of the

@@ -36,7 +36,8 @@ import torch
 
 from pipeline.baselines import block_rows, encode_blocks, encode_inputs
 
-__all__ = ["as_tensor", "encode_torch", "epoch_batches", "seeded", "positive_int", "number"]
+__all__ = ["HashLayerNet", "as_tensor", "caffe_sgd", "encode_torch", "epoch_batches", "seeded",
+           "positive_int", "number"]
 
 
 @contextlib.contextmanager
@@ -63,6 +64,47 @@ def epoch_batches(n: int, batch_size: int, drop_last: bool = True) -> list[torch
     size = min(batch_size, n)
     stop = (n // size) * size if drop_last else n
     return [perm[i : i + size] for i in range(0, stop, size)]
+
+
+class HashLayerNet(torch.nn.Module):
+    """A hash layer on the (fixed) features, as the fc8 layers that DeepBit's and SADH's authors
+    train on VGG16's frozen fc7 (their Caffe prototxts): [dropout, (linear, ReLU, dropout) per
+    ``hidden`` width], then a linear layer of ``bits`` outputs; weights drawn from N(0, 0.01^2)
+    and biases 0 (``gaussian`` filler, std 0.01). ``forward`` returns the pre-activation."""
+
+    def __init__(self, d: int, hidden: list[int], bits: int, dropout: float) -> None:
+        super().__init__()
+        layers: list[torch.nn.Module] = [torch.nn.Dropout(dropout)]
+        width = d
+        for h in hidden:
+            layers += [torch.nn.Linear(width, h), torch.nn.ReLU(), torch.nn.Dropout(dropout)]
+            width = h
+        self.body = torch.nn.Sequential(*layers)
+        self.hash = torch.nn.Linear(width, bits)
+        with torch.no_grad():
+            for layer in [*self.body, self.hash]:
+                if isinstance(layer, torch.nn.Linear):
+                    torch.nn.init.normal_(layer.weight, 0.0, 0.01)
+                    layer.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hash(self.body(x))
+
+
+def caffe_sgd(
+    net: torch.nn.Module, p: Mapping[str, Any],
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.StepLR]:
+    """SGD as the authors' Caffe solvers set it: learning rate ``p["lr"]`` and weight decay
+    ``p["weight_decay"]`` on weights, twice the rate and no decay on biases (``lr_mult: 2``,
+    ``decay_mult: 0``), momentum ``p["momentum"]``, and the "step" policy: the rate times
+    ``p["gamma"]`` every ``p["lr_step"]`` steps (call the scheduler once per step)."""
+    weights = [q for name, q in net.named_parameters() if name.endswith("weight")]
+    biases = [q for name, q in net.named_parameters() if name.endswith("bias")]
+    opt = torch.optim.SGD([
+        {"params": weights, "lr": p["lr"], "weight_decay": p["weight_decay"]},
+        {"params": biases, "lr": 2 * p["lr"], "weight_decay": 0.0},
+    ], lr=p["lr"], momentum=p["momentum"])
+    return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=p["lr_step"], gamma=p["gamma"])
 
 
 def encode_torch(

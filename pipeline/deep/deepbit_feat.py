@@ -72,7 +72,9 @@ import torch
 
 from pipeline.baselines import check_bits, check_features, check_seed, resolve_params
 from pipeline.deep import (
+    HashLayerNet,
     as_tensor,
+    caffe_sgd,
     encode_torch,
     epoch_batches,
     network_shape,
@@ -123,28 +125,6 @@ def even_distribution_loss(h: torch.Tensor, relaxed: bool = False) -> torch.Tens
     return ((on.mean(dim=0) - 0.5) ** 2).sum() / (2 * h.shape[0])
 
 
-class _Net(torch.nn.Module):
-    """[dropout, (linear, ReLU, dropout) per hidden width], then the hash layer (pre-sigmoid)."""
-
-    def __init__(self, d: int, hidden: list[int], bits: int, dropout: float) -> None:
-        super().__init__()
-        layers: list[torch.nn.Module] = [torch.nn.Dropout(dropout)]
-        width = d
-        for h in hidden:
-            layers += [torch.nn.Linear(width, h), torch.nn.ReLU(), torch.nn.Dropout(dropout)]
-            width = h
-        self.body = torch.nn.Sequential(*layers)
-        self.hash = torch.nn.Linear(width, bits)
-        with torch.no_grad():  # the authors' fc8_kevin: gaussian std 0.01, bias 0
-            for layer in [*self.body, self.hash]:
-                if isinstance(layer, torch.nn.Linear):
-                    torch.nn.init.normal_(layer.weight, 0.0, 0.01)
-                    layer.bias.zero_()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pre-activation; h = sigmoid of it
-        return self.hash(self.body(x))
-
-
 def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     p = resolve_params(params, DEFAULTS, METHOD)
     for key in ("lr", "gamma"):
@@ -193,14 +173,8 @@ def fit(
     Xt = as_tensor(X - mean)
     history: list[dict[str, float]] = []
     with seeded(seed):
-        net = _Net(d, p["hidden"], bits, p["dropout"])
-        weights = [q for name, q in net.named_parameters() if name.endswith("weight")]
-        biases = [q for name, q in net.named_parameters() if name.endswith("bias")]
-        opt = torch.optim.SGD([
-            {"params": weights, "lr": p["lr"], "weight_decay": p["weight_decay"]},
-            {"params": biases, "lr": 2 * p["lr"], "weight_decay": 0.0},
-        ], lr=p["lr"], momentum=p["momentum"])
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=p["lr_step"], gamma=p["gamma"])
+        net = HashLayerNet(d, p["hidden"], bits, p["dropout"])
+        opt, sched = caffe_sgd(net, p)
         net.train()
         step, epoch = 0, 0
         while step < p["iterations"]:
@@ -245,7 +219,7 @@ def encode(
     net = mean = None
     if isinstance(state, Mapping) and all(k in state for k in keys):
         with seeded(0):  # the throw-away initial weights leave the global generator alone
-            net = _Net(int(state["dim"]), list(state["hidden"]), int(state["bits"]),
+            net = HashLayerNet(int(state["dim"]), list(state["hidden"]), int(state["bits"]),
                        float(state["dropout"]))
         net.load_state_dict(state["net"])
         net.eval()
