@@ -165,12 +165,13 @@ def anchor_graph(X: torch.Tensor, anchors: torch.Tensor, nearest: int) -> torch.
     of :math:`x_i` (0 elsewhere), rows summing to 1, :math:`\sigma` the mean distance from the
     images to their ``nearest``-th anchor.
 
-    Example (anchors 0 and 3 on a line, s = 1: each row one 1; s = 2, sigma = mean(2, 1) = 1.5):
+    Example (anchors 0 and 3 on a line; s = 1: one weight 1 per row; s = 2: squared distances
+    1 and 4 per row, sigma = the mean distance to the 2nd anchor = 2):
         >>> X = torch.tensor([[1.0], [2.0]], dtype=torch.float64)
         >>> a = torch.tensor([[0.0], [3.0]], dtype=torch.float64)
         >>> anchor_graph(X, a, 1).tolist()
         [[1.0, 0.0], [0.0, 1.0]]
-        >>> w = math.exp(-1 / 2.25) / (math.exp(-1 / 2.25) + math.exp(-4 / 2.25))
+        >>> w = math.exp(-1 / 4) / (math.exp(-1 / 4) + math.exp(-4 / 4))
         >>> torch.allclose(anchor_graph(X, a, 2), torch.tensor([[w, 1 - w], [1 - w, w]],
         ...                dtype=torch.float64))
         True
@@ -232,7 +233,8 @@ def box_projection(T: torch.Tensor) -> torch.Tensor:
 def sphere_projection(T: torch.Tensor) -> torch.Tensor:
     """Projection onto the sphere of squared Frobenius norm n*r (the Z2-update).
 
-        >>> sphere_projection(torch.tensor([[3.0, 0.0], [0.0, 4.0]])).tolist()  # norm 5 -> 2
+        >>> T = torch.tensor([[3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)  # norm 5 -> 2
+        >>> sphere_projection(T).tolist()
         [[1.2, 0.0], [0.0, 1.6]]
     """
     return math.sqrt(T.numel()) * T / torch.linalg.norm(T)
