@@ -11,7 +11,10 @@ bool codes. They run on the CPU in plain torch.
 * ``ssdh``: SSDH, Yang et al., "Semantic Structure-based Unsupervised Deep Hashing", IJCAI 2018
   (:mod:`pipeline.deep.ssdh`);
 * ``tbh``: TBH, Shen et al., "Auto-Encoding Twin-Bottleneck Hashing", CVPR 2020
-  (:mod:`pipeline.deep.tbh`).
+  (:mod:`pipeline.deep.tbh`);
+* feature-level variants of the two that train on the images, labelled as such: ``deepbit_feat``
+  (DeepBit, CVPR 2016, no rotation term; :mod:`pipeline.deep.deepbit_feat`) and ``sadh_feat``
+  (SADH, TPAMI 2018; :mod:`pipeline.deep.sadh_feat`).
 
 UH-BDNN and TBH learn from features in their authors' code too (UH-BDNN: 320-d GIST of CIFAR-10
 and MNIST pixels; TBH: 4096-d VGG16 fc7); SSDH's code fine-tunes the whole VGG16 on the images,
@@ -21,8 +24,9 @@ against; the papers' equation and section numbers are not cited (their text beyo
 abstracts could not be read when they were checked).
 
 This ``__init__`` holds what the modules share: a seeded torch context that leaves the global
-random state alone, row-block encoding through a torch function, and the state checks of
-:mod:`pipeline.baselines`. It imports none of the method modules.
+random state alone, row-block encoding through a torch function, the state checks of
+:mod:`pipeline.baselines`, and the hash layer and Caffe-style SGD of the feature-level
+variants. It imports none of the method modules.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ import torch
 
 from pipeline.baselines import block_rows, encode_blocks, encode_inputs
 
-__all__ = ["HashLayerNet", "as_tensor", "caffe_sgd", "encode_torch", "epoch_batches", "seeded",
-           "positive_int", "number"]
+__all__ = ["HashLayerNet", "as_tensor", "caffe_sgd", "encode_torch", "epoch_batches",
+           "load_hash_layer_net", "seeded", "positive_int", "number"]
 
 
 @contextlib.contextmanager
@@ -89,6 +93,19 @@ class HashLayerNet(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.hash(self.body(x))
+
+
+def load_hash_layer_net(state: Any, keys: tuple[str, ...]) -> HashLayerNet | None:
+    """The eval-mode :class:`HashLayerNet` of a fitted state (``dim``, ``hidden``, ``bits``,
+    ``dropout``, ``net``), built without touching the global generator; ``None`` when the state
+    lacks one of ``keys`` (:func:`encode_torch` then names what is missing)."""
+    if not (isinstance(state, Mapping) and all(k in state for k in keys)):
+        return None
+    with seeded(0):  # the throw-away initial weights leave the global generator alone
+        net = HashLayerNet(int(state["dim"]), list(state["hidden"]), int(state["bits"]),
+                           float(state["dropout"]))
+    net.load_state_dict(state["net"])
+    return net.eval()
 
 
 def caffe_sgd(

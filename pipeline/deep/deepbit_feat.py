@@ -77,6 +77,7 @@ from pipeline.deep import (
     caffe_sgd,
     encode_torch,
     epoch_batches,
+    load_hash_layer_net,
     network_shape,
     number,
     positive_int,
@@ -216,12 +217,8 @@ def encode(
 ) -> np.ndarray:
     """Codes ``sigmoid(net(x - mean)) > 0.5`` as bool (N, bits), in row blocks (eval mode)."""
     keys = ("hidden", "net", "mean")
-    net = mean = None
-    if isinstance(state, Mapping) and all(k in state for k in keys):
-        with seeded(0):  # the throw-away initial weights leave the global generator alone
-            net = HashLayerNet(int(state["dim"]), list(state["hidden"]), int(state["bits"]),
-                       float(state["dropout"]))
-        net.load_state_dict(state["net"])
-        net.eval()
+    net = load_hash_layer_net(state, keys)
+    mean = None
+    if net is not None:
         mean = torch.from_numpy(np.asarray(state["mean"], dtype=np.float32))
     return encode_torch(state, X, params, DEFAULTS, METHOD, keys, lambda x: net(x - mean))

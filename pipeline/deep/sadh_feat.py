@@ -115,6 +115,7 @@ from pipeline.deep import (
     caffe_sgd,
     encode_torch,
     epoch_batches,
+    load_hash_layer_net,
     network_shape,
     number,
     positive_int,
@@ -441,13 +442,6 @@ def encode(
 ) -> np.ndarray:
     """Codes ``net(x) > threshold`` as bool (N, bits), in row blocks (eval mode)."""
     keys = ("hidden", "net", "threshold")
-    net = None
-    threshold = 0.0
-    if isinstance(state, Mapping) and all(k in state for k in keys):
-        with seeded(0):  # the throw-away initial weights leave the global generator alone
-            net = HashLayerNet(int(state["dim"]), list(state["hidden"]), int(state["bits"]),
-                               float(state["dropout"]))
-        net.load_state_dict(state["net"])
-        net.eval()
-        threshold = float(state["threshold"])
+    net = load_hash_layer_net(state, keys)
+    threshold = float(state["threshold"]) if net is not None else 0.0
     return encode_torch(state, X, params, DEFAULTS, METHOD, keys, lambda x: net(x) - threshold)
