@@ -11,7 +11,12 @@ turns their detections into multi-hot auxiliary labels.
 from __future__ import annotations
 
 import importlib
+import logging
+from collections.abc import Iterable
 from types import ModuleType
+from typing import Any
+
+log = logging.getLogger("pipeline.detectors")
 
 #: ``detector.kind`` → module implementing it
 KINDS = {
@@ -30,3 +35,24 @@ def detector_module(kind: str | None) -> ModuleType:
     if kind not in KINDS:
         raise ValueError(f"config: detector.kind '{kind}' unknown; valid: {sorted(KINDS)}")
     return importlib.import_module(KINDS[kind])
+
+
+def collect_detections(
+    stream: Iterable[tuple[int, list[dict[str, Any]] | None]], n_images: int,
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """All detections of an ``iter_detect`` stream in memory, and the ids of the images it
+    could not read (``None`` detections; logged): what each detector's ``detect`` returns.
+
+        >>> collect_detections([(1, [{"image_id": 1}]), (2, None), (3, [])], 3)
+        ([{'image_id': 1}], [2])
+    """
+    dets: list[dict[str, Any]] = []
+    skipped: list[int] = []
+    for image_id, found in stream:
+        if found is None:
+            skipped.append(image_id)
+        else:
+            dets.extend(found)
+    if skipped:
+        log.warning("%d of %d images could not be read", len(skipped), n_images)
+    return dets, skipped

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from pipeline import schema
 from pipeline.data import fashion_mnist
 from pipeline.data.demo import compose
+from pipeline.detectors import collect_detections
 
 log = logging.getLogger("pipeline.cell_classifier")
 EMPTY = 10  # index of the "empty cell" class
@@ -173,11 +174,4 @@ def detect(image_paths: list[str], ids: np.ndarray, cfg: dict[str, Any],
            device: str = "cpu") -> tuple[list[dict[str, Any]], list[int]]:
     """All detections of ``image_paths`` in memory (:func:`iter_detect`), and the ids of the
     unreadable images: for a few images; the ``detect`` stage streams to disk instead."""
-    dets: list[dict[str, Any]] = []
-    skipped: list[int] = []
-    for image_id, found in iter_detect(image_paths, ids, cfg, device):
-        if found is None:
-            skipped.append(image_id)
-        else:
-            dets.extend(found)
-    return dets, skipped
+    return collect_detections(iter_detect(image_paths, ids, cfg, device), len(image_paths))

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from pipeline import schema
 from pipeline.data.coco import COCO2017_CATEGORIES
+from pipeline.detectors import collect_detections
 
 log = logging.getLogger("pipeline.detectors.faster_rcnn")
 
@@ -232,13 +233,4 @@ def detect(image_paths: list[str], ids: np.ndarray, cfg: dict[str, Any],
     All detections in memory: for a few images (a search query). The ``detect`` stage streams
     :func:`iter_detect` to disk instead.
     """
-    dets: list[dict[str, Any]] = []
-    skipped: list[int] = []
-    for image_id, found in iter_detect(image_paths, ids, cfg, device):
-        if found is None:
-            skipped.append(image_id)
-        else:
-            dets.extend(found)
-    if skipped:
-        log.warning("%d of %d images could not be read", len(skipped), len(image_paths))
-    return dets, skipped
+    return collect_detections(iter_detect(image_paths, ids, cfg, device), len(image_paths))
