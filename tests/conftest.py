@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """Rule -> number of jobs in the "Job stats" table of Snakemake's output ({} without one,
+    e.g. "Nothing to be done")."""
+    if "Job stats:" not in text:
+        return {}
+    table = text.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE)}
 
 
 def write_idx(path: Path, arr: np.ndarray) -> None:
@@ -21,9 +32,13 @@ def write_idx(path: Path, arr: np.ndarray) -> None:
 
 @pytest.fixture
 def fake_fmnist(tmp_path: Path) -> Path:
-    """A folder with the four Fashion-MNIST idx files: 200 train and 100 test items whose
-    brightness depends on the class (so a classifier can learn them)."""
-    folder = tmp_path / "fmnist"
+    """A folder with fake Fashion-MNIST files (:func:`write_fake_fmnist`)."""
+    return write_fake_fmnist(tmp_path / "fmnist")
+
+
+def write_fake_fmnist(folder: Path) -> Path:
+    """Create ``folder`` with the four Fashion-MNIST idx files: 200 train and 1,000 test items
+    whose brightness depends on the class (so a classifier can learn them)."""
     folder.mkdir()
     rng = np.random.default_rng(0)
     for part, n in (("train", 200), ("t10k", 1000)):

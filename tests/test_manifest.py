@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 import yaml
 
 from pipeline.data import inventory as manifest
-from tests.conftest import venv_env
+from tests.conftest import job_counts, venv_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,12 +125,7 @@ TARGETS = [f"results/{d}/{f}" for d in ("mine", "lst")
 
 def planned(work: Path) -> dict[str, int]:
     run = snakemake(work, "-n", *TARGETS)
-    text = run.stdout + run.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {m.group(1): int(m.group(2))
-            for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE)}
+    return job_counts(run.stdout + run.stderr)
 
 
 def stand_ins(work: Path) -> None:

@@ -33,26 +33,12 @@ from pipeline.retrieval.new_images import (
     load_config,
     load_encoder,
 )
-from tests.conftest import venv_env, write_idx
+from tests.conftest import venv_env, write_fake_fmnist
 
 ROOT = Path(__file__).resolve().parents[1]
 #: 41 images in batches of 8: the features stage's last batch holds one image
 N_IMAGES, BATCH = 41, 8
 LAGNH = {"epochs": 3, "batch_size": 16, "hidden": 32, "d_att": 16, "device": "cpu"}
-
-
-def _fmnist(folder: Path) -> Path:
-    """Fake Fashion-MNIST files (as conftest's ``fake_fmnist``, for a module-scoped chain)."""
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for part, n in (("train", 200), ("t10k", 1000)):
-        labels = np.arange(n) % 10
-        images = rng.integers(0, 10, size=(n, 28, 28))
-        for i, c in enumerate(labels):
-            images[i, 4:24, 4:24] = 60 + 19 * c
-        write_idx(folder / f"{part}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{part}-labels-idx1-ubyte.gz", labels)
-    return folder
 
 
 def _config(work: Path, fmnist: Path) -> dict:
@@ -76,7 +62,7 @@ def chain(tmp_path_factory) -> dict:
 
     torch.set_num_threads(1)
     work = tmp_path_factory.mktemp("search_chain")
-    fmnist = _fmnist(work / "fmnist")
+    fmnist = write_fake_fmnist(work / "fmnist")
     config = work / "config.yaml"
     config.write_text(yaml.safe_dump(_config(work, fmnist)))
     ds = load_config([config], "demo")

@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.retrieval.cost_table import read_benchmark, timing_markdown, timing_rows
 from pipeline.stages import timing as stage
-from tests.conftest import venv_env
+from tests.conftest import job_counts, venv_env
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
@@ -95,9 +95,7 @@ def test_rule_times_every_row_at_the_configured_bits(tmp_path):
          "--configfile", str(ROOT / ".test" / "config.yaml"), str(cfg)],
         capture_output=True, text=True, env=venv_env(), cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
-    stats = run.stdout.split("Job stats:", 1)[1]
-    counts = {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    counts = job_counts(run.stdout)
     # 7 rows at 16 bits only; lagnh_batch encodes with lagnh's model: 6 trainings
     assert counts["train"] == 6 and counts["encode"] == 7 and counts["timing"] == 1
     assert "logs/benchmarks/train/demo_lagnh_16.tsv" in run.stdout

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ from pipeline.stages import train as train_stage
 from pipeline.stages import tune as tune_stage
 from pipeline.stages import tune_point as tune_point_stage
 from pipeline.tuning import grid_points, n_trainings, select
-from tests.conftest import venv_env
+from tests.conftest import job_counts, venv_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"epochs": 2, "hidden": 16, "d_att": 8, "batch_size": 32, "device": "cpu"}
@@ -164,33 +163,25 @@ def snakemake(work: Path, config: Path, *args: str) -> str:
     return run.stdout + run.stderr
 
 
-def jobs(text: str) -> dict[str, int]:
-    if "Job stats:" not in text:
-        return {}
-    table = text.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {m.group(1): int(m.group(2))
-            for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE)}
-
-
 @pytest.mark.slow
 def test_changed_grid_retrains_only_when_the_selection_changes(tmp_path):
     work = tmp_path / "work"
     make_inputs(work / "results" / "demo")
     target = "results/demo/models/lagnh_16.pt"
     first = workflow_config(tmp_path, {"lambda1": [1, 100], "epochs": [1, 2]}, "first")
-    assert jobs(snakemake(work, first, target)) == {"tune_point": 2, "tune": 1, "train": 1}
+    assert job_counts(snakemake(work, first, target)) == {"tune_point": 2, "tune": 1, "train": 1}
     assert "2 training(s) per tuned row" in snakemake(work, first, "-n", target)
-    assert jobs(snakemake(work, first, "-n", target)) == {}
+    assert job_counts(snakemake(work, first, "-n", target)) == {}
     # the same selection from a changed grid: lr listed at its configured value
     same = workflow_config(tmp_path, {"lambda1": [1, 100], "epochs": [1, 2],
                                       "lr": [1.0e-4]}, "same")
     ran = snakemake(work, same, target)  # (jobs after the checkpoint are not in Job stats)
-    assert jobs(ran) == {"tune_point": 2, "tune": 1} and "rule train:" not in ran
-    assert jobs(snakemake(work, same, "-n", target)) == {}
+    assert job_counts(ran) == {"tune_point": 2, "tune": 1} and "rule train:" not in ran
+    assert job_counts(snakemake(work, same, "-n", target)) == {}
     # a grid whose selection differs: training reruns
     other = workflow_config(tmp_path, {"lambda1": [7], "epochs": [1]}, "other")
     ran = snakemake(work, other, target)
-    assert jobs(ran) == {"tune_point": 1, "tune": 1} and "rule train:" in ran
+    assert job_counts(ran) == {"tune_point": 1, "tune": 1} and "rule train:" in ran
     ckpt = torch.load(work / target, weights_only=False)
     assert ckpt["params"]["lambda1"] == 7 and ckpt["params"]["epochs"] == 1
 
@@ -234,4 +225,4 @@ def test_figure_cost_printed_and_one_job_per_training(tmp_path):
     assert run.returncode == 0, out
     assert "figure: demo_sensitivity: 9 training(s) at 16 bits" in out
     assert "figure: demo_epochs: 1 training(s) at 16 bits" in out
-    assert jobs(out)["figure_point"] == 10 and jobs(out)["figure"] == 2
+    assert job_counts(out)["figure_point"] == 10 and job_counts(out)["figure"] == 2

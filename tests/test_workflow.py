@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from pipeline.artifacts import read_attrs
-from tests.conftest import venv_env
+from tests.conftest import job_counts, venv_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / ".test" / "config.yaml"
@@ -51,12 +51,7 @@ def planned(workdir: Path, configs: tuple[Path, ...] = (),
             target: str = "results/demo_map.csv") -> dict[str, int]:
     """Rule → number of jobs a dry run would execute (empty when nothing is to be done)."""
     run = snakemake(workdir, "-n", target, configs=configs)
-    text = run.stdout + run.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {m.group(1): int(m.group(2))
-            for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE)}
+    return job_counts(run.stdout + run.stderr)
 
 
 def override(tmp_path: Path, name: str, data: dict) -> Path:
@@ -199,11 +194,11 @@ def test_dag_of_the_paper_experiment():
                           "-n", "results/coco_map.csv"], capture_output=True, text=True,
                          env=venv_env(), cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
-    stats = run.stdout.split("Job stats:", 1)[1]
+    counts = job_counts(run.stdout)
     for rule, count in (("download", 3), ("extract", 3), ("split", 1), ("features", 1),
                         ("detect", 1), ("auxiliary", 1), ("train", 52), ("encode", 56),
                         ("evaluate", 56), ("table", 1), ("report", 1)):
-        assert re.search(rf"^{rule}\s+{count}\s*$", stats, re.MULTILINE), (rule, stats)
+        assert counts.get(rule) == count, (rule, counts)
     batch_encode = re.search(r"rule encode:\n(?:.*\n)*?.*output: results/coco/codes/"
                              r"lagnh_batch_32\.h5", run.stdout)
     assert batch_encode, "no encode job for lagnh_batch"
