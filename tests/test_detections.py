@@ -224,6 +224,21 @@ def _same_files(a: Path, b: Path) -> None:
                 assert str(fa.attrs[k]) == str(fb.attrs[k]), k
 
 
+def _fail_after(k_fail: int, starts: list[int] | None = None):
+    """``cell_mlp.iter_detect`` that raises after ``k_fail`` images (recording each call's
+    first id in ``starts``)."""
+    real = cell_mlp.iter_detect
+
+    def failing(paths, ids, c, device, **kw):
+        if starts is not None:
+            starts.append(int(ids[0]))
+        for k, item in enumerate(real(paths, ids, c, device, **kw)):
+            if k == k_fail:
+                raise RuntimeError(f"injected failure after {k_fail} images")
+            yield item
+    return failing
+
+
 def test_interrupted_detection_resumes_to_the_same_file(tmp_path, monkeypatch):
     split, cfg = _cell_setup(tmp_path)
     ref = tmp_path / "ref" / "detections.h5"
@@ -237,15 +252,7 @@ def test_interrupted_detection_resumes_to_the_same_file(tmp_path, monkeypatch):
 
     real = cell_mlp.iter_detect
     starts: list[int] = []
-
-    def failing(paths, ids, c, device, **kw):
-        starts.append(int(ids[0]))
-        for k, item in enumerate(real(paths, ids, c, device, **kw)):
-            if k == 7:
-                raise RuntimeError("injected failure after 7 images")
-            yield item
-
-    monkeypatch.setattr(cell_mlp, "iter_detect", failing)
+    monkeypatch.setattr(cell_mlp, "iter_detect", _fail_after(7, starts))
     out = tmp_path / "detections.h5"
     argv = ["--split", str(split), "--detector-json", json.dumps(cfg), "--out", str(out),
             "--commit-images", "2"]
@@ -269,14 +276,7 @@ def test_interrupted_detection_resumes_to_the_same_file(tmp_path, monkeypatch):
 def test_partial_file_of_another_checkpoint_is_discarded(tmp_path, monkeypatch, caplog):
     split, cfg = _cell_setup(tmp_path)
     real = cell_mlp.iter_detect
-
-    def failing(paths, ids, c, device, **kw):
-        for k, item in enumerate(real(paths, ids, c, device, **kw)):
-            if k == 4:
-                raise RuntimeError("injected")
-            yield item
-
-    monkeypatch.setattr(cell_mlp, "iter_detect", failing)
+    monkeypatch.setattr(cell_mlp, "iter_detect", _fail_after(4))
     out = tmp_path / "detections.h5"
     with pytest.raises(RuntimeError):
         detect_main(["--split", str(split), "--detector-json", json.dumps(cfg), "--out",
@@ -426,15 +426,7 @@ def test_a_slow_detector_commits_by_time_too(tmp_path, monkeypatch):
     import pipeline.stages.detect as detect_stage
 
     split, cfg = _cell_setup(tmp_path)
-    real = cell_mlp.iter_detect
-
-    def failing(paths, ids, c, device, **kw):
-        for k, item in enumerate(real(paths, ids, c, device, **kw)):
-            if k == 7:
-                raise RuntimeError("injected")
-            yield item
-
-    monkeypatch.setattr(cell_mlp, "iter_detect", failing)
+    monkeypatch.setattr(cell_mlp, "iter_detect", _fail_after(7))
     monkeypatch.setattr(detect_stage, "COMMIT_SECONDS", 0.0)
     out = tmp_path / "detections.h5"
     with pytest.raises(RuntimeError):
