@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from machine import cpu_name  # noqa: E402
 
-from pipeline.artifacts import RowWriter  # noqa: E402
+from pipeline.artifacts import RowWriter, atomic_path  # noqa: E402
 from pipeline.data.coco import COCO2017_CATEGORIES  # noqa: E402
 
 N_IMAGES, DIM, N_TRAIN, N_QUERY = 123_287, 4096, 5000, 5000
@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if a.out:
-        Path(a.out).write_text(text + "\n")
+        with atomic_path(a.out) as tmp:
+            tmp.write_text(text + "\n")
     return 0
 
 
